@@ -1,0 +1,160 @@
+"""BiLRP in the factored form of Sec. 3.3: BiLRP(y, x, x') = Σ_m LRP([φ]_m, x) ⊗ LRP([φ]_m, x').
+
+One forward pass per image, then all h output dimensions go through one batched backward (chunked over h to bound
+memory). Input relevance is summed over channels and sum-pooled over pool×pool patches *before* the outer product,
+so Σ of the pair matrix is the explained similarity and the matrix stays small.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from .composite import rules_for
+
+#: Largest number of relevance values per layer and chunk when chunk_size is None. On a GPU the budget is memory
+#: (2^26 floats = 256 MB per tensor); on a CPU the backward is memory-bandwidth bound and small chunks that stay in
+#: cache were measured fastest (benchmarks/bench_speed.py: VGG-16-L17, 128 px, chunk 1-2 beat chunk 100 by 3x).
+CHUNK_ELEMENTS = {"cuda": 2**26, "cpu": 2**21}
+
+
+def _as_batch_of_one(model, x):
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() < 2 or x.shape[0] != 1:
+        raise ValueError(f"x must be one input of shape (1, C, H, W) or (C, H, W); got {tuple(x.shape)}")
+    return x.to(model.device)
+
+
+def _pool_size(pool):
+    ph, pw = (pool, pool) if isinstance(pool, int) else tuple(pool)
+    if ph < 1 or pw < 1:
+        raise ValueError(f"pool must be ≥ 1; got {pool}")
+    return ph, pw
+
+
+def sum_pool(relevance, pool):
+    """Sum relevance (m, C, H, W) over channels and over pool×pool patches -> (m, ceil(H/p), ceil(W/p)).
+
+    Borders that do not fill a whole patch are zero-padded, so the total is kept exactly.
+    """
+    ph, pw = _pool_size(pool)
+    r = relevance.sum(dim=1) if relevance.dim() == 4 else relevance
+    m, h, w = r.shape
+    r = F.pad(r, (0, (-w) % pw, 0, (-h) % ph))
+    return r.reshape(m, r.shape[1] // ph, ph, r.shape[2] // pw, pw).sum(dim=(2, 4))
+
+
+def _forward_and_prepare(model, x, rules):
+    """Forward pass recording each layer's input, and each rule's per-image context (normalisers z)."""
+    contexts, a = [], x
+    with torch.no_grad():
+        for layer, rule in zip(model.layers, rules, strict=True):
+            contexts.append(rule.prepare(layer, a))
+            a = layer(a)
+    return contexts, a
+
+
+def _top_relevance(model, a_top, dims):
+    """Relevance factors at the output of ``layers`` for output dimensions ``dims``.
+
+    The top-layer relevance of y = Σ_m φ_m φ'_m is diagonal, R_mm' = δ_mm' φ_m φ'_m, so the factor of dimension m
+    is φ_m placed on output m; the projection passes it down with LRP-0 (R_j = a_j w_mj φ_m / φ_m).
+    """
+    feats = a_top.flatten(1)  # (1, D)
+    if model.projection is None:
+        seeds = torch.zeros(len(dims), feats.shape[1], dtype=feats.dtype, device=feats.device)
+        index = torch.as_tensor(dims, device=feats.device)
+        seeds[torch.arange(len(dims)), index] = feats[0, index]
+    else:
+        weight = model.projection.weight[dims]  # (m, D)
+        phi = feats @ weight.T  # (1, m)
+        ratio = torch.where(phi != 0, phi / torch.where(phi != 0, phi, torch.ones_like(phi)), 0.0)
+        seeds = feats * weight * ratio.T  # LRP-0 through the projection
+    return seeds.reshape(len(dims), *a_top.shape[1:])
+
+
+def _backward(model, rules, contexts, relevance):
+    for rule, ctx in zip(reversed(rules), reversed(contexts), strict=True):
+        relevance = rule.backward(ctx, relevance)
+    return relevance
+
+
+def output_dim(model, a_top):
+    """h: the number of feature dimensions φ has for this top activation."""
+    return model.projection.out_features if model.projection is not None else a_top[0].numel()
+
+
+def _auto_chunk(contexts, x, h):
+    largest = max([x[0].numel()] + [c["a"][0].numel() for c in contexts if "a" in c])
+    budget = CHUNK_ELEMENTS["cuda" if x.is_cuda else "cpu"]
+    return max(1, min(h, budget // largest))
+
+
+def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None):
+    """LRP factors R_m(x) of every feature dimension m, summed over channels and sum-pooled.
+
+    Parameters
+    ----------
+    model : SimilarityModel
+    x : Tensor
+        One preprocessed input, (1, C, H, W) or (C, H, W).
+    gamma : None, float or dict
+        γ schedule (see :func:`bilrp_core.composite.resolve_gamma`).
+    pool : int or (int, int)
+        Patch size of the sum pooling.
+    chunk_size : int, optional
+        Output dimensions per batched backward; by default as many as fit :data:`CHUNK_ELEMENTS` for the device.
+    dims : sequence of int, optional
+        Only these output dimensions (default: all h).
+
+    Returns
+    -------
+    Tensor
+        (h, ceil(H/pool), ceil(W/pool)); summed over patches, dimension m gives φ_m(x) for bias-free nets.
+    """
+    x = _as_batch_of_one(model, x)
+    rules = rules_for(model, gamma)
+    contexts, a_top = _forward_and_prepare(model, x, rules)
+    dims = list(range(output_dim(model, a_top))) if dims is None else list(dims)
+    chunk = chunk_size or _auto_chunk(contexts, x, len(dims))
+    pooled = []
+    with torch.no_grad():
+        for start in range(0, len(dims), chunk):
+            part = dims[start:start + chunk]
+            relevance = _backward(model, rules, contexts, _top_relevance(model, a_top, part))
+            pooled.append(sum_pool(relevance, pool))
+    return torch.cat(pooled, dim=0)
+
+
+def relevance_factors_loop(model, x, gamma=None, pool=8):
+    """The same factors computed one output dimension at a time, re-running forward and backward for each.
+
+    This is how per-dimension LRP implementations (e.g. the authors' code) proceed; it exists for tests and for
+    the speed benchmark, never for production use.
+    """
+    x = _as_batch_of_one(model, x)
+    with torch.no_grad():
+        h = model(x).shape[1]
+    return torch.cat([relevance_factors(model, x, gamma, pool, dims=[m]) for m in range(h)], dim=0)
+
+
+def pair_matrix(factors, factors2):
+    """BiLRP pair matrix from two images' factors: Σ_m R_m(x) ⊗ R_m(x') -> (H1, W1, H2, W2). A matrix product."""
+    if factors.shape[0] != factors2.shape[0]:
+        raise ValueError(f"factors disagree on h: {factors.shape[0]} vs {factors2.shape[0]} "
+                         "(were they computed with the same model?)")
+    a = factors.reshape(factors.shape[0], -1)
+    b = factors2.reshape(factors2.shape[0], -1).to(a)
+    return (a.T @ b).reshape(*factors.shape[1:], *factors2.shape[1:])
+
+
+def bilrp(model, x, x2, gamma=None, pool=8, chunk_size=None):
+    """BiLRP explanation of y(x, x') on pairs of pool×pool patches.
+
+    Returns
+    -------
+    Tensor
+        (H1/pool, W1/pool, H2/pool, W2/pool); its sum is the explained similarity (exactly y(x, x') for
+        bias-free ReLU networks, Proposition 1).
+    """
+    return pair_matrix(relevance_factors(model, x, gamma, pool, chunk_size),
+                       relevance_factors(model, x2, gamma, pool, chunk_size))
