@@ -57,6 +57,8 @@ def resolve_gamma(model, gamma=None):
 
 def rule_for_layer(index, layer, schedule, model):
     """The rule explaining ``layer`` at ``index``; raises :class:`UnsupportedLayerError` when there is none."""
+    if hasattr(layer, "lrp_rule"):  # a layer that brings its own (tested) rule, e.g. BigramPooling
+        return layer.lrp_rule()
     if isinstance(layer, PARAMETRIC):
         if index == getattr(model, "zb_index", None):
             low, high = model.input_bounds

@@ -12,7 +12,7 @@ from torch.autograd.functional import jacobian
 
 from .attribution import sum_pool
 from .composite import rules_for
-from .rules import GammaRule, GradientRule, ZBoxRule, _linear_forward, stabilize
+from .rules import GammaRule, PassRule, ReshapeRule, ZBoxRule, _linear_forward, stabilize
 
 
 def _jac(fn, a):
@@ -47,11 +47,12 @@ def _layer_matrix(rule, layer, a):
         b = 0.0 if layer.bias is None else (_linear_forward(layer, a, layer.weight, layer.bias)
                                             - _linear_forward(layer, a, layer.weight, None)).reshape(-1)
         return q / stabilize(q.sum(dim=0) + b, rule.eps)
-    if isinstance(rule, GradientRule):
-        jac = _jac(layer, a)
-        q = a_flat[:, None] * jac.T
-        return _normalise(q, q.sum(dim=0))  # literally Eq. (3)'s denominator, not a_k via Euler
-    return None  # pass and reshape rules: the identity on flattened neurons
+    if isinstance(rule, (PassRule, ReshapeRule)):
+        return None  # the identity on flattened neurons
+    # every other rule explains a positively homogeneous layer (GradientRule and its specialisations)
+    jac = _jac(layer, a)
+    q = a_flat[:, None] * jac.T
+    return _normalise(q, q.sum(dim=0))  # literally Eq. (3)'s denominator, not a_k via Euler
 
 
 def _branch_matrices(model, x, rules):

@@ -76,3 +76,17 @@ def test_maxpool_rule_equals_generic_gradient_rule_with_overlap():
     fast, relevance = _check(MaxPoolRule(), layer, a)
     generic = GradientRule().backward(GradientRule().prepare(layer, a), relevance)
     torch.testing.assert_close(fast, generic)
+
+
+@pytest.mark.parametrize("unigrams", [True, False])
+def test_bigram_pooling_rule_is_the_gradient_rule(unigrams):
+    from bilrp_core.bigram import BigramPooling
+
+    layer = BigramPooling(shifts=(1, 2), unigrams=unigrams).double()
+    g = torch.Generator().manual_seed(6)
+    a = torch.rand(1, 10, 3, 7, dtype=torch.float64, generator=g) * (torch.rand(1, 10, 3, 7, generator=g) > 0.4)
+    rule = layer.lrp_rule()
+    fast, relevance = _check(rule, layer, a)
+    generic = GradientRule().backward(GradientRule().prepare(layer, a), relevance)
+    torch.testing.assert_close(fast, generic)
+    torch.testing.assert_close(fast.sum(dim=(1, 2, 3)), relevance.sum(dim=1))

@@ -1,0 +1,459 @@
+"""The corpus metadata store: one SQLite file ``ROOT/corpus.sqlite`` in WAL mode.
+
+Tables
+------
+``books``
+    One row per book (edition): ``book`` id, ``title``, ``author``, ``printer``, ``place``, ``year``.
+``items``
+    One row per searchable image: a page scan, or a region ``"x,y,w,h"`` of one (pixels of the stored
+    image). An item is identified by the SHA-256 of its image file plus its region, so ingesting a file twice
+    adds it once. ``width``/``height`` are the size of what the item shows (the region's size for a region).
+    ``path`` is absolute (folder ingest references scans in place) or relative to ROOT (IIIF images copied to
+    ``ROOT/images/``); ``thumb`` is relative to ROOT. Unknown metadata columns live in ``extra`` (JSON).
+``feature_sets``
+    Which items have feature vectors for which model key (the feature files are the truth; these marks mirror
+    them so that queries such as "items without features" are one SQL statement).
+``ingest_reports``
+    A log of every ingest run with its counts and skipped files.
+
+The schema carries a version; :data:`MIGRATIONS` lists the SQL steps from version 0 upwards, and opening an
+older file migrates it in one transaction per step. A file written by a newer version of this code is refused
+with :class:`SchemaVersionError` rather than guessed at.
+
+Every thread gets its own connection; writes take a process-wide lock and run in ``BEGIN IMMEDIATE``
+transactions, so a failed write leaves the file as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from corpus_index.images import format_region, parse_region  # noqa: F401 - part of this module's API
+
+DB_NAME = "corpus.sqlite"
+BOOK_FIELDS = ("title", "author", "printer", "place", "year")
+ITEM_FIELDS = ("hash", "source", "path", "region", "kind", "group", "book", "page", "label", "width",
+               "height", "thumb")
+# Columns of query_items, in order; extra metadata columns follow them.
+ITEM_COLUMNS = ("id", "path", "kind", "group", "book", "title", "author", "printer", "place", "year", "page",
+                "label", "region", "width", "height", "source", "thumb", "hash")
+_INT_COLUMNS = ("year", "page", "width", "height")
+# Filters shared by query_items and count_items: name -> SQL expression over "items i JOIN books b".
+_EQUALITY_FILTERS = {"kind": "i.kind", "group": 'i."group"', "book": "i.book", "place": "b.place",
+                     "printer": "b.printer"}
+_DISTINCT_COLUMNS = {"kind": "i.kind", "group": 'i."group"', "book": "i.book", "label": "i.label",
+                     "title": "b.title", "author": "b.author", "printer": "b.printer", "place": "b.place",
+                     "year": "b.year"}
+
+MIGRATIONS: list[list[str]] = [
+    # Version 1: books and items.
+    [
+        "CREATE TABLE books (book TEXT PRIMARY KEY, title TEXT, author TEXT, printer TEXT, place TEXT,"
+        " year INTEGER)",
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, hash TEXT NOT NULL, source TEXT NOT NULL,"
+        ' path TEXT NOT NULL, region TEXT, kind TEXT, "group" TEXT, book TEXT REFERENCES books(book),'
+        " page INTEGER, label TEXT,"
+        " width INTEGER, height INTEGER, extra TEXT NOT NULL DEFAULT '{}', added_at TEXT NOT NULL)",
+        # UNIQUE(hash, region) would let NULL regions repeat (NULLs are distinct in SQL), hence the IFNULL.
+        "CREATE UNIQUE INDEX items_hash_region ON items(hash, IFNULL(region, ''))",
+        "CREATE INDEX items_book ON items(book)",
+    ],
+    # Version 2: thumbnails, feature bookkeeping, the ingest log.
+    [
+        "ALTER TABLE items ADD COLUMN thumb TEXT",
+        "CREATE INDEX items_kind ON items(kind)",
+        "CREATE INDEX items_source ON items(source)",
+        "CREATE TABLE feature_sets (model_key TEXT NOT NULL, item_id INTEGER NOT NULL REFERENCES items(id)"
+        " ON DELETE CASCADE, row INTEGER, batch INTEGER, added_at TEXT NOT NULL,"
+        " PRIMARY KEY (model_key, item_id))",
+        "CREATE TABLE ingest_reports (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, source TEXT NOT NULL,"
+        " started_at TEXT NOT NULL, finished_at TEXT NOT NULL, added INTEGER NOT NULL,"
+        " duplicates INTEGER NOT NULL, skipped INTEGER NOT NULL, skipped_json TEXT NOT NULL DEFAULT '[]')",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by a newer version of this code (or is not a corpus database)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Store:
+    """The SQLite metadata store of one corpus root.
+
+    Parameters
+    ----------
+    root : path-like
+        The corpus root folder; the database is ``root / "corpus.sqlite"``.
+    create : bool
+        Create the folder and database if missing (default). With ``False`` a missing database raises
+        ``FileNotFoundError``.
+    """
+
+    def __init__(self, root: str | Path, create: bool = True):
+        self.root = Path(root).expanduser().resolve()
+        self.db_path = self.root / DB_NAME
+        if not self.db_path.exists():
+            if not create:
+                raise FileNotFoundError(f"no corpus database at {self.db_path}")
+            self.root.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._closed = False
+        try:
+            conn = self._conn()
+            conn.execute("PRAGMA journal_mode=WAL")
+            self._migrate(conn)
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise SchemaVersionError(f"{self.db_path} is not a corpus database: {error}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections and transactions -------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError(f"the store at {self.db_path} is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves; every write is one explicit transaction.
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints in WAL mode, never corrupt
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: committed on success, rolled back on any exception (nested ones join)."""
+        conn = self._conn()
+        with self._write_lock:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every connection this store opened (in any thread)."""
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._closed = True
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- schema -----------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        row = self._conn().execute("SELECT version FROM schema_version").fetchone()
+        return int(row["version"]) if row else 0
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        with self.transaction():
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "schema_version" not in tables:
+                raise SchemaVersionError(f"{self.db_path} is not a corpus database (it has tables "
+                                         f"{sorted(tables)} but no schema_version)")
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            if conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
+                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
+        while True:
+            # Version read and step applied in one transaction: two processes opening an old file at once
+            # cannot apply the same step twice.
+            with self.transaction():
+                version = self.schema_version()
+                if version > SCHEMA_VERSION:
+                    raise SchemaVersionError(
+                        f"{self.db_path} has schema version {version}, but this code knows only up to "
+                        f"{SCHEMA_VERSION}: open it with a newer version of corpus_index")
+                if version == SCHEMA_VERSION:
+                    return
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                conn.execute("UPDATE schema_version SET version = ?", (version + 1,))
+
+    # -- items ------------------------------------------------------------------------------------
+    def add_item(self, **fields: Any) -> tuple[int, bool]:
+        """Add one item (and its book) unless an item with the same hash and region exists.
+
+        Parameters
+        ----------
+        **fields
+            ``hash``, ``source`` and ``path`` are required; ``region``, ``kind``, ``group``, ``book``,
+            ``page``, ``label``, ``width``, ``height``, ``thumb`` are item columns; ``title``, ``author``,
+            ``printer``, ``place``, ``year`` describe the book (they fill its empty fields, never overwrite);
+            ``extra`` (a dict) and any other keyword go into the item's extra JSON.
+
+        Returns
+        -------
+        (int, bool)
+            The item id, and whether it was added now (``False``: it already existed, nothing changed).
+        """
+        fields = dict(fields)
+        for name in ("hash", "source", "path"):
+            if not fields.get(name):
+                raise ValueError(f"add_item: '{name}' is required")
+        extra = dict(fields.pop("extra", None) or {})
+        book_fields = {name: fields.pop(name) for name in BOOK_FIELDS if name in fields}
+        extra.update({k: fields.pop(k) for k in list(fields) if k not in ITEM_FIELDS})
+        fields["region"] = format_region(fields.get("region"))
+        for name in ("page", "width", "height"):
+            if fields.get(name) is not None:
+                fields[name] = int(fields[name])
+        if book_fields.get("year") is not None:
+            book_fields["year"] = int(book_fields["year"])
+        book = fields.get("book")
+        if book is None and any(v is not None for v in book_fields.values()):
+            raise ValueError("add_item: book metadata (title, author, ...) given without a 'book' id")
+        with self.transaction() as conn:
+            existing = self.find_item(fields["hash"], fields["region"])
+            if existing is not None:
+                return existing, False
+            if book is not None:
+                self._upsert_book(conn, str(book), book_fields)
+            columns = [name for name in ITEM_FIELDS if fields.get(name) is not None]
+            values = [fields[name] for name in columns]
+            quoted = ", ".join(f'"{name}"' for name in [*columns, "extra", "added_at"])
+            marks = ", ".join("?" for _ in range(len(columns) + 2))
+            cursor = conn.execute(f"INSERT INTO items ({quoted}) VALUES ({marks})",
+                                  [*values, json.dumps(extra, ensure_ascii=False, default=str), _now()])
+            return int(cursor.lastrowid), True
+
+    @staticmethod
+    def _upsert_book(conn: sqlite3.Connection, book: str, book_fields: dict[str, Any]) -> None:
+        conn.execute("INSERT OR IGNORE INTO books (book) VALUES (?)", (book,))
+        given = {k: v for k, v in book_fields.items() if v is not None and v != ""}
+        if given:
+            # Fill empty fields only: the first source to describe a book wins, later rows cannot erase it.
+            sets = ", ".join(f"{k} = COALESCE({k}, ?)" for k in given)
+            conn.execute(f"UPDATE books SET {sets} WHERE book = ?", [*given.values(), book])
+
+    def find_item(self, hash: str | None = None, region: Any = None, source: str | None = None) -> int | None:
+        """The id of the item with this content hash and region (or this source and region), else ``None``."""
+        region_text = format_region(region) or ""
+        if hash is not None:
+            sql, key = "SELECT id FROM items WHERE hash = ? AND IFNULL(region, '') = ?", hash
+        elif source is not None:
+            sql, key = "SELECT id FROM items WHERE source = ? AND IFNULL(region, '') = ? ORDER BY id", source
+        else:
+            raise ValueError("find_item needs a hash or a source")
+        row = self._conn().execute(sql, (key, region_text)).fetchone()
+        return None if row is None else int(row["id"])
+
+    def get_item(self, item_id: int) -> dict[str, Any]:
+        """One item as a dict: the columns of :meth:`query_items`, ``extra`` (dict) and ``added_at``.
+
+        Raises
+        ------
+        KeyError
+            If there is no item with this id.
+        """
+        frame = self.query_items(ids=[int(item_id)])
+        if frame.empty:
+            raise KeyError(f"no item with id {item_id} in {self.db_path}")
+        item = {k: (None if pd.isna(v) else v) for k, v in frame.iloc[0].items()}
+        item["id"] = int(item["id"])
+        for name in _INT_COLUMNS:
+            if item.get(name) is not None:
+                item[name] = int(item[name])
+        sql = "SELECT extra, added_at FROM items WHERE id = ?"
+        row = self._conn().execute(sql, (int(item_id),)).fetchone()
+        item["extra"] = json.loads(row["extra"])
+        item["added_at"] = row["added_at"]
+        return item
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """The absolute file of a stored ``path`` or ``thumb`` (relative paths are relative to the root)."""
+        path = Path(path)
+        return path if path.is_absolute() else self.root / path
+
+    # -- queries ----------------------------------------------------------------------------------
+    def _where(self, kind=None, book=None, year_min=None, year_max=None, place=None, printer=None, group=None,
+               ids=None) -> tuple[str, list[Any]]:
+        """SQL WHERE clause of the filters; a list means "any of these" (an empty list matches nothing)."""
+        clauses, params = [], []
+        for name, value in (("kind", kind), ("group", group), ("book", book), ("place", place),
+                            ("printer", printer)):
+            if value is None:
+                continue
+            column = _EQUALITY_FILTERS[name]
+            if isinstance(value, (list, tuple, set, frozenset, pd.Series)):
+                # json_each keeps the statement a fixed size however long the list.
+                clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps([str(v) for v in value]))
+            else:
+                clauses.append(f"{column} = ?")
+                params.append(str(value))
+        for name, value, op in (("year_min", year_min, ">="), ("year_max", year_max, "<=")):
+            if value is None:
+                continue
+            try:
+                year = int(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+            # A year range excludes items whose year is unknown (NULL compares as unknown, never true).
+            clauses.append(f"b.year IS NOT NULL AND b.year {op} ?")
+            params.append(year)
+        if ids is not None:
+            clauses.append("i.id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps([int(i) for i in ids]))
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    _FROM = " FROM items i LEFT JOIN books b ON b.book = i.book"
+
+    def query_items(self, kind=None, book=None, year_min=None, year_max=None, place=None, printer=None,
+                    ids=None, limit: int | None = None, offset: int = 0, group=None) -> pd.DataFrame:
+        """Items matching the filters, ordered by id, as a DataFrame.
+
+        Columns are :data:`ITEM_COLUMNS` followed by one column per key found in the items' extra metadata
+        (named ``extra_<key>`` where the key clashes with a standard column). ``year``, ``page``, ``width``
+        and ``height`` are nullable integers (``Int64``).
+        """
+        where, params = self._where(kind=kind, book=book, year_min=year_min, year_max=year_max, place=place,
+                                    printer=printer, group=group, ids=ids)
+        select = ", ".join(f'b."{c}"' if c in BOOK_FIELDS else f'i."{c}"' for c in ITEM_COLUMNS)
+        sql = f"SELECT {select}, i.extra{self._FROM}{where} ORDER BY i.id"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else int(limit), int(offset)]
+        rows = self._conn().execute(sql, params).fetchall()
+        frame = pd.DataFrame([tuple(r)[:-1] for r in rows], columns=list(ITEM_COLUMNS))
+        extras = [json.loads(r["extra"]) for r in rows]
+        keys: list[str] = []
+        for extra in extras:
+            keys += [k for k in extra if k not in keys]
+        for key in keys:
+            name = f"extra_{key}" if key in ITEM_COLUMNS or key == "extra" else key
+            frame[name] = [extra.get(key) for extra in extras]
+        for name in _INT_COLUMNS:
+            frame[name] = frame[name].astype("Int64")
+        return frame
+
+    def count_items(self, **filters: Any) -> int:
+        """How many items match the filters (the keyword filters of :meth:`query_items`)."""
+        allowed = {"kind", "book", "year_min", "year_max", "place", "printer", "group", "ids"}
+        unknown = sorted(set(filters) - allowed)
+        if unknown:
+            raise TypeError(f"count_items: unknown filter(s) {unknown}; known: {sorted(allowed)}")
+        where, params = self._where(**filters)
+        return int(self._conn().execute(f"SELECT COUNT(*){self._FROM}{where}", params).fetchone()[0])
+
+    def distinct(self, column: str) -> list[Any]:
+        """Sorted distinct non-empty values of a column (for filter widgets)."""
+        if column not in _DISTINCT_COLUMNS:
+            raise ValueError(f"distinct: unknown column {column!r}; known: {sorted(_DISTINCT_COLUMNS)}")
+        expr = _DISTINCT_COLUMNS[column]
+        sql = f"SELECT DISTINCT {expr}{self._FROM} WHERE {expr} IS NOT NULL AND {expr} != '' ORDER BY {expr}"
+        return [row[0] for row in self._conn().execute(sql)]
+
+    def books(self) -> pd.DataFrame:
+        """Every book with its metadata and number of items, ordered by year then id."""
+        sql = ("SELECT b.book, b.title, b.author, b.printer, b.place, b.year, COUNT(i.id) AS n_items"
+               " FROM books b LEFT JOIN items i ON i.book = b.book GROUP BY b.book"
+               " ORDER BY b.year IS NULL, b.year, b.book")
+        rows = self._conn().execute(sql).fetchall()
+        frame = pd.DataFrame([tuple(r) for r in rows],
+                             columns=["book", "title", "author", "printer", "place", "year", "n_items"])
+        frame["year"] = frame["year"].astype("Int64")
+        return frame
+
+    # -- feature bookkeeping ----------------------------------------------------------------------
+    def mark_features(self, model_key: str, item_ids: Iterable[int], rows: Iterable[int] | None = None,
+                      batch: int | None = None) -> None:
+        """Record that these items have features for ``model_key`` (optionally their rows and batch)."""
+        ids = [int(i) for i in item_ids]
+        row_numbers = [None] * len(ids) if rows is None else [int(r) for r in rows]
+        if len(row_numbers) != len(ids):
+            raise ValueError(f"mark_features: {len(ids)} item ids but {len(row_numbers)} rows")
+        now = _now()
+        try:
+            with self.transaction() as conn:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO feature_sets (model_key, item_id, row, batch, added_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(model_key, i, r, batch, now) for i, r in zip(ids, row_numbers, strict=True)])
+        except sqlite3.IntegrityError:
+            known = {r[0] for r in self._conn().execute(
+                "SELECT id FROM items WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
+            missing = sorted(set(ids) - known)
+            raise ValueError(f"mark_features({model_key!r}): no items with ids {missing[:10]}") from None
+
+    def unmark_features(self, model_key: str, item_ids: Iterable[int] | None = None) -> None:
+        """Forget feature marks of ``model_key``: for these items, or all of them with ``item_ids=None``."""
+        with self.transaction() as conn:
+            if item_ids is None:
+                conn.execute("DELETE FROM feature_sets WHERE model_key = ?", (model_key,))
+            else:
+                ids = json.dumps([int(i) for i in item_ids])
+                conn.execute("DELETE FROM feature_sets WHERE model_key = ? AND item_id IN"
+                             " (SELECT value FROM json_each(?))", (model_key, ids))
+
+    def reconcile_features(self, model_key: str, item_ids: Iterable[int]) -> None:
+        """Make the marks of ``model_key`` exactly ``item_ids`` (ids no longer in the store are ignored)."""
+        ids = json.dumps(sorted({int(i) for i in item_ids}))
+        now = _now()
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM feature_sets WHERE model_key = ? AND item_id NOT IN"
+                         " (SELECT value FROM json_each(?))", (model_key, ids))
+            conn.execute("INSERT OR IGNORE INTO feature_sets (model_key, item_id, added_at) SELECT ?, id, ?"
+                         " FROM items WHERE id IN (SELECT value FROM json_each(?))", (model_key, now, ids))
+
+    def items_without_features(self, model_key: str) -> list[int]:
+        """Ids of the items that have no features for ``model_key``, ascending."""
+        sql = ("SELECT id FROM items WHERE id NOT IN (SELECT item_id FROM feature_sets WHERE model_key = ?)"
+               " ORDER BY id")
+        return [int(r[0]) for r in self._conn().execute(sql, (model_key,))]
+
+    def items_with_features(self, model_key: str) -> list[int]:
+        """Ids of the items that have features for ``model_key``, ascending."""
+        sql = "SELECT item_id FROM feature_sets WHERE model_key = ? ORDER BY item_id"
+        return [int(r[0]) for r in self._conn().execute(sql, (model_key,))]
+
+    # -- ingest log -------------------------------------------------------------------------------
+    def log_ingest(self, kind: str, source: str, started_at: str, added: int, duplicates: int,
+                   skipped: list[tuple[str, str]]) -> int:
+        """Append one ingest run to the log; returns its id."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO ingest_reports (kind, source, started_at, finished_at, added, duplicates,"
+                " skipped, skipped_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (kind, source, started_at, _now(), int(added), int(duplicates), len(skipped),
+                 json.dumps([list(s) for s in skipped], ensure_ascii=False)))
+            return int(cursor.lastrowid)
+
+    def ingest_log(self) -> pd.DataFrame:
+        """The ingest log, oldest first (``skipped_json`` holds the (source, reason) pairs)."""
+        rows = self._conn().execute("SELECT * FROM ingest_reports ORDER BY id").fetchall()
+        columns = ["id", "kind", "source", "started_at", "finished_at", "added", "duplicates", "skipped",
+                   "skipped_json"]
+        return pd.DataFrame([tuple(r) for r in rows], columns=columns)

@@ -1,0 +1,90 @@
+"""The bigram network (Sec. 6.2): structure, scale normalisation, explanation, weights and the training script."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from bilrp_core import WeightsUnavailableError, bigram_network, bilrp, relevance_factors, resolve_gamma
+from bilrp_core.bigram import BigramPooling, detect_digits, estimate_component_height, normalise_page, to_ink
+from corpus_index.synthetic.training import digit_training_pages
+
+
+@pytest.fixture(scope="module")
+def print_strip():
+    """A degraded strip of table print at a known font size (grey PIL image)."""
+    return digit_training_pages(1, seed=3, size=(160, 320), font_px=(22, 22), fonts=["EB Garamond"])[0][0]
+
+
+def test_structure_and_default_gamma():
+    model = bigram_network(pretrained=False)
+    assert isinstance(model.layers[-1], BigramPooling) and model.projection is None
+    convs = [i for i, m in enumerate(model.layers) if isinstance(m, nn.Conv2d)]
+    assert resolve_gamma(model) == dict.fromkeys(convs, 0.5)
+    assert bigram_network(pretrained=False, unigrams=False)(torch.rand(1, 1, 32, 48)).shape == (1, 100)
+
+
+def test_bigram_pooling_counts_a_bigram_at_its_shift():
+    pooling = BigramPooling(shifts=(2,), unigrams=True)
+    maps = torch.zeros(1, 10, 5, 12)
+    maps[0, 1, 2, 3] = 1.0  # a "1" at column 3 followed by a "7" two map pixels to the right
+    maps[0, 7, 2, 5] = 0.5
+    phi = pooling(maps)[0]
+    assert phi[17] == pytest.approx(0.5) and phi[71] == 0 and phi[11] == 0
+    assert phi[100 + 1] == pytest.approx(1.0) and phi[100 + 7] == pytest.approx(0.5)
+
+
+def test_preprocess_accepts_colour_and_grey_of_any_size(print_strip):
+    model = bigram_network(pretrained=False)
+    grey = model.preprocess(print_strip)
+    colour = model.preprocess(print_strip.convert("RGB"))
+    torch.testing.assert_close(grey, colour, atol=2 / 255, rtol=0)
+    assert grey.shape[:2] == (1, 1) and grey.shape[2] % 4 == 0 and grey.shape[3] % 4 == 0
+    assert 0 <= grey.min() and grey.max() <= 1
+
+
+def test_scale_normalisation_brings_a_large_scan_to_the_learnt_size(print_strip):
+    small, _ = normalise_page(print_strip, 12.0)
+    big_scan = print_strip.resize((print_strip.width * 3, print_strip.height * 3), Image.BICUBIC)
+    big, (sx, _) = normalise_page(big_scan, 12.0)
+    assert sx < 0.5  # the 3x scan is shrunk
+    assert abs(big.shape[-1] - small.shape[-1]) <= 0.1 * small.shape[-1]
+    measured = estimate_component_height(big[0, 0].numpy())
+    assert measured == pytest.approx(12.0, rel=0.25)
+
+
+def test_blank_page_keeps_its_size_and_gives_zero_features():
+    page = Image.fromarray(np.full((120, 80), 240, dtype=np.uint8))
+    assert estimate_component_height(to_ink(page)) is None
+    model = bigram_network(pretrained=False)
+    x = model.preprocess(page)
+    assert x.shape[-2:] == (120, 80)
+
+
+def test_explanation_runs_and_shapes(print_strip):
+    model = bigram_network(pretrained=False)
+    x = model.preprocess(print_strip)
+    x2 = model.preprocess(print_strip.transpose(Image.FLIP_TOP_BOTTOM))
+    factors = relevance_factors(model, x, pool=8)
+    assert factors.shape == (110, -(-x.shape[2] // 8), -(-x.shape[3] // 8))
+    out = bilrp(model, x, x2, pool=8)
+    assert torch.isfinite(out).all()
+
+
+def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
+    model = bigram_network()
+    assert model.key == "bigram-trained-110"
+    with pytest.raises(WeightsUnavailableError, match="train_bigram"):
+        bigram_network(weights=tmp_path / "none.pt")
+
+
+def test_training_script_runs_and_its_weights_load(tmp_path, print_strip):
+    from corpus_index.train_bigram import blob_targets, main
+
+    target = blob_targets([(3, 10.0, 10.0)], (32, 64))
+    assert target.shape == (10, 8, 16) and target[3].max() > 0.8 and target[4].max() == 0
+    out = tmp_path / "tiny.pt"
+    assert main(["--out", str(out), "--steps", "3", "--patches", "8"]) == 0
+    model = bigram_network(weights=out)
+    assert isinstance(detect_digits(model, print_strip, threshold=0.0), list)
