@@ -1,0 +1,134 @@
+"""Building a model's features, index and factor cache for a :class:`~corpus_index.corpus.Corpus`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from corpus_index import factor_cache as fc
+from corpus_index.faiss_index import VectorIndex, expand_rows
+from corpus_index.features import FeatureReport, build_features, iter_local_batches
+from corpus_index.models import canonical_key, load_model, transform_count
+
+if TYPE_CHECKING:
+    from corpus_index.corpus import Corpus
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class BuildReport:
+    """What :meth:`Corpus.build` did: the feature run, the index update and (optionally) the factor run."""
+
+    model_key: str
+    features: FeatureReport
+    index_kind: str
+    index_added: int
+    index_size: int
+    factors: fc.FactorReport | None = None
+
+    def summary(self) -> str:
+        """A short human-readable account (with the first skipped items and their reasons)."""
+        f = self.features
+        lines = [f"{self.model_key}: {f.computed} computed, {f.reused} already done, {len(f.skipped)} skipped "
+                 f"in {f.seconds:.1f} s; {self.index_kind} index holds {self.index_size} items "
+                 f"({self.index_added} added)"]
+        lines += [f"  skipped item {item_id}: {reason}" for item_id, reason in f.skipped[:10]]
+        if self.factors is not None:
+            lines.append(f"  BiLRP factors: {self.factors.computed} computed, {self.factors.cached} cached, "
+                         f"{len(self.factors.skipped)} skipped")
+        return "\n".join(lines)
+
+
+def build_model(corpus: Corpus, model_key: str, batch_size: int = 16, progress: Progress | None = None,
+                engine: str = "local", address: str | None = None, index: str = "flat", factors: bool = False,
+                gamma=None, pool=8, concurrency: int = 2) -> BuildReport:
+    """Compute missing features, update the index, and optionally precompute BiLRP factors.
+
+    Parameters
+    ----------
+    corpus : Corpus
+    model_key : str
+        A key of :mod:`corpus_index.models`.
+    batch_size : int
+        Images per forward pass.
+    progress : callable, optional
+        ``progress(done, total, message)``; raising from it interrupts the build (finished batches stay).
+    engine : {"local", "ray"}
+        In-process, or Ray Data (:mod:`corpus_index.ray_engine`) at ``address``.
+    index : {"flat", "hnsw", "ivfpq"}
+        Which index to update (exact inner product by default).
+    factors : bool
+        Also cache every item's BiLRP factors for ``gamma`` and ``pool``.
+    concurrency : int
+        Ray workers.
+    """
+    key = canonical_key(model_key)
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    model = load_model(key)  # also validates the key (and weights) before any work starts
+    rows = corpus._rows()
+    features = corpus.features(key)
+    if engine == "ray":
+        from corpus_index.ray_engine import iter_feature_batches
+
+        def batches(missing):
+            return iter_feature_batches(key, missing, batch_size, address=address, concurrency=concurrency)
+    else:
+        def batches(missing):
+            return iter_local_batches(model, missing, batch_size)
+
+    feature_report = build_features(
+        features, rows, batches, progress=progress,
+        on_batch=lambda ids: corpus.store.mark_features(key, ids),
+        on_start=lambda have: corpus.store.reconcile_features(key, have))
+    ids, vectors = features.load()
+    known = np.isin(ids, [row[0] for row in rows])  # items deleted from the store leave the index
+    if progress is not None:
+        progress(len(rows), len(rows), f"{key}: writing the {index} index")
+    vector_index = VectorIndex(corpus.root, key, index)
+    group = transform_count(model)  # rotation-max models: 8 index rows per item
+    added = vector_index.sync(*expand_rows(ids[known], vectors[known], group)) // group if len(ids) else 0
+    report = BuildReport(key, feature_report, index, added, len(vector_index) // group)
+    if factors:
+        report.factors = precompute_factors(corpus, key, gamma=gamma, pool=pool, progress=progress,
+                                            engine=engine, address=address, concurrency=concurrency)
+    return report
+
+
+def precompute_factors(corpus: Corpus, model_key: str, item_ids: Sequence[int] | None = None, gamma=None, pool=8,
+                       progress: Progress | None = None, engine: str = "local", address: str | None = None,
+                       concurrency: int = 2) -> fc.FactorReport:
+    """Cache the BiLRP factors of these items (default: all) for ``gamma`` and ``pool``."""
+    key = canonical_key(model_key)
+    model = load_model(key)
+    rows = corpus._rows(item_ids)
+    if engine != "ray":
+        from corpus_index.features import open_image
+
+        return corpus.factor_cache.precompute(model, key, rows, open_image, gamma, pool, progress)
+    from corpus_index.ray_engine import iter_factor_results
+
+    schedule = fc.resolve_schedule(model, gamma)
+    report = fc.FactorReport()
+    transforms = fc.model_transforms(model)
+    todo = [r for r in rows
+            if not all(corpus.factor_cache.path(key, schedule, pool, r[0], t).exists() for t in transforms)]
+    report.cached = len(rows) - len(todo)
+    for ids, arrays, skipped in iter_factor_results(key, todo, schedule, pool, address=address,
+                                                    concurrency=concurrency):
+        for item_id, array in zip(ids, arrays, strict=True):
+            # One array per item: (h, H/p, W/p), or (8, h, H/p, W/p) for rotation-max models.
+            parts = [array] if transforms == [None] else list(array)
+            for transform, part in zip(transforms, parts, strict=True):
+                corpus.factor_cache.save(key, schedule, pool, int(item_id), part, transform)
+        report.computed += len(ids)
+        report.skipped.extend(skipped)
+        if progress is not None:
+            progress(report.cached + report.computed + len(report.skipped), len(rows), f"factors {key}")
+    return report

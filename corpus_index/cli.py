@@ -1,0 +1,300 @@
+"""Command line: ``python -m corpus_index [--root ROOT] {demo,ingest,build,query,explain,export,info} ...``.
+
+Every command takes ``--help``. Errors a user can fix (unknown model key, missing root, unknown item id, bad
+file) print one line ``error: ...`` on stderr and exit with status 1 (2 for bad usage); an interrupted build
+(Ctrl-C) keeps its finished batches and exits with 130. Set ``CORPUS_INDEX_DEBUG=1`` to see tracebacks instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from corpus_index.models import DEFAULT_MODEL_KEY, DEMO_MODEL_KEYS, canonical_key
+
+EPILOG = ("model keys: vgg16-L{5,10,17,24,31}-h{H}-seed{S}[-px{SIZE}][-rot] (random weights), "
+          "vgg16in-... (ImageNet weights, if on disk), bigram[-rot]")
+
+
+class ProgressPrinter:
+    """A one-line progress bar on stderr (a line per update at most every few seconds when not a terminal)."""
+
+    def __init__(self, stream=None, interval: float = 2.0):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int, message: str) -> None:
+        now = time.monotonic()
+        finished = total > 0 and done >= total
+        if not self.tty and not finished and now - self._last < self.interval:
+            return
+        self._last = now
+        fraction = done / total if total else 1.0
+        bar = "#" * int(fraction * 30)
+        line = f"[{bar:<30}] {done}/{total} {message}"
+        if self.tty:
+            self.stream.write("\r" + line[:150].ljust(150) + ("\n" if finished else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _gamma(text: str | None):
+    """--gamma: a number (one gamma everywhere) or a JSON object {layer index: gamma}."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"--gamma {text!r}: expected a number or JSON like '{{\"2\": 0.5}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"--gamma {text!r}: expected a number or a JSON object")
+    return {int(k): float(v) for k, v in value.items()}
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters")
+    group.add_argument("--kind", help="only items of this kind (e.g. table, woodcut)")
+    group.add_argument("--book", help="only items of this book id")
+    group.add_argument("--year-min", type=int, help="only books printed in or after this year")
+    group.add_argument("--year-max", type=int, help="only books printed in or before this year")
+    group.add_argument("--place", help="only books printed at this place")
+    group.add_argument("--printer", help="only books by this printer")
+    group.add_argument("--exclude-same-book", action="store_true", help="leave out the query item's own book")
+    group.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], help="which index (default: exact if built)")
+
+
+def _filters(args) -> dict:
+    return {name: getattr(args, name) for name in ("kind", "book", "year_min", "year_max", "place", "printer")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m corpus_index``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m corpus_index", epilog=EPILOG,
+        description="Build and search a corpus of page scans: ingest, features, FAISS indexes, BiLRP explanations.")
+    parser.add_argument("--root", default="./data", help="corpus root folder (default: ./data)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="generate the demo corpus, ingest it and build the default models",
+                          epilog=EPILOG)
+    demo.add_argument("--books", type=int, default=24, help="number of demo books (default 24)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the demo corpus")
+    demo.add_argument("--model", action="append", dest="models", metavar="KEY",
+                      help=f"model key to build (repeatable; default: {', '.join(DEMO_MODEL_KEYS)})")
+    demo.add_argument("--batch-size", type=int, default=16)
+
+    ingest = sub.add_parser("ingest", help="add scans from a folder (with metadata CSV) or a IIIF manifest")
+    ingest.add_argument("folder", nargs="?", help="folder of scans (jpg, png, tif; recursive)")
+    ingest.add_argument("--csv", help="metadata CSV (default: FOLDER/metadata.csv if present)")
+    ingest.add_argument("--iiif", help="IIIF manifest: a file or an http(s) URL")
+    ingest.add_argument("--max-size", type=int, default=1600, help="longest side of fetched IIIF images")
+
+    build = sub.add_parser("build", help="compute features and the FAISS index of a model", epilog=EPILOG)
+    build.add_argument("--model", action="append", dest="models", required=True, metavar="KEY",
+                       help="model key (repeatable), e.g. " + DEFAULT_MODEL_KEY)
+    build.add_argument("--factors", action="store_true", help="also cache every item's BiLRP factors")
+    build.add_argument("--gamma", type=_gamma, help="gamma for --factors: a number or JSON {layer: gamma}")
+    build.add_argument("--pool", type=int, default=8, help="patch size of cached factors (default 8)")
+    build.add_argument("--engine", choices=["local", "ray"], default="local", help="in-process or Ray Data")
+    build.add_argument("--address", help="Ray address: auto, ray://HOST:10001 or HOST:6379 (default: local Ray)")
+    build.add_argument("--concurrency", type=int, default=2, help="Ray workers (default 2)")
+    build.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    build.add_argument("--index-kind", choices=["flat", "hnsw", "ivfpq"], default="flat",
+                       help="exact inner product (flat, default) or approximate (hnsw, ivfpq)")
+
+    query = sub.add_parser("query", help="nearest neighbours of an item or an image", epilog=EPILOG)
+    query.add_argument("--model", required=True, metavar="KEY", help="model key")
+    target = query.add_mutually_exclusive_group(required=True)
+    target.add_argument("--item", type=int, help="query item id")
+    target.add_argument("--image", help="query image file")
+    query.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
+    query.add_argument("--csv", help="also write the table to this CSV file")
+    _add_filters(query)
+
+    explain = sub.add_parser("explain", help="BiLRP explanation of a pair as PNG (and top patch pairs as CSV)")
+    explain.add_argument("--model", required=True, metavar="KEY", help="model key")
+    explain.add_argument("id1", type=int)
+    explain.add_argument("id2", type=int)
+    explain.add_argument("--out", required=True, help="PNG file to write")
+    explain.add_argument("--csv", help="CSV file of the strongest patch pairs")
+    explain.add_argument("--pairs", type=int, default=30, help="number of patch pairs drawn/listed (default 30)")
+    explain.add_argument("--gamma", type=_gamma, help="a number or JSON {layer: gamma} (default: model's)")
+    explain.add_argument("--pool", type=int, default=8, help="patch size in model-input pixels (default 8)")
+
+    export = sub.add_parser("export", help="neighbours of every item (or some) with scores and metadata as CSV")
+    export.add_argument("--model", required=True, metavar="KEY", help="model key")
+    export.add_argument("--items", type=int, nargs="+", help="query item ids (default: every item)")
+    export.add_argument("-k", type=int, default=10, help="neighbours per item (default 10)")
+    export.add_argument("--csv", required=True, help="CSV file to write ('-' for stdout)")
+    _add_filters(export)
+
+    sub.add_parser("info", help="items, books and built models of the corpus")
+    return parser
+
+
+def _open(args, create: bool = False):
+    from corpus_index.corpus import Corpus
+
+    return Corpus.open(args.root, create=create)
+
+
+def _print_frame(frame, columns) -> None:
+    shown = [c for c in columns if c in frame.columns]
+    print(frame[shown].to_string(index=False) if len(frame) else "(no results)")
+
+
+def cmd_demo(args) -> int:
+    from corpus_index.synthetic import generate_corpus
+
+    root = Path(args.root)
+    source = root / "demo-source"
+    progress = ProgressPrinter()
+    if not (source / "metadata.csv").is_file():
+        generate_corpus(source, books=args.books, seed=args.seed, progress=progress)
+    corpus = _open(args, create=True)
+    report = corpus.ingest_folder(source, source / "metadata.csv", progress=progress)
+    print(report.summary())
+    failed = []
+    for key in args.models or DEMO_MODEL_KEYS:
+        try:
+            print(corpus.build(key, batch_size=args.batch_size, progress=progress).summary())
+        except _user_errors() as error:  # e.g. missing bigram weights: build the other models, then fail
+            failed.append(key)
+            print(f"error: {key}: {error}".splitlines()[0], file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_ingest(args) -> int:
+    if bool(args.folder) == bool(args.iiif):
+        raise UsageError("ingest needs a FOLDER or --iiif MANIFEST (not both)")
+    corpus = _open(args, create=True)
+    progress = ProgressPrinter()
+    if args.iiif:
+        report = corpus.ingest_iiif(args.iiif, max_size=args.max_size, progress=progress)
+    else:
+        report = corpus.ingest_folder(args.folder, args.csv, progress=progress)
+    print(report.summary())
+    return 0
+
+
+def cmd_build(args) -> int:
+    corpus = _open(args)
+    for key in args.models:
+        report = corpus.build(key, batch_size=args.batch_size, progress=ProgressPrinter(), engine=args.engine,
+                              address=args.address, index=args.index_kind, factors=args.factors,
+                              gamma=args.gamma, pool=args.pool, concurrency=args.concurrency)
+        print(report.summary())
+    return 0
+
+
+def cmd_query(args) -> int:
+    corpus = _open(args)
+    if args.image and not Path(args.image).is_file():
+        raise FileNotFoundError(f"query image {args.image} not found")
+    frame = corpus.search(args.model, item_id=args.item, image=args.image, k=args.k,
+                          exclude_same_book=args.exclude_same_book, index=args.index, **_filters(args))
+    _print_frame(frame, ["rank", "id", "score", "kind", "book", "year", "place", "printer", "page", "title"])
+    if not frame.attrs.get("exact", True):
+        print("note: approximate index; neighbours may be missed", file=sys.stderr)
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    return 0
+
+
+def cmd_explain(args) -> int:
+    corpus = _open(args)
+    explanation = corpus.explain(args.model, args.id1, args.id2, gamma=args.gamma, pool=args.pool)
+    title = (f"{explanation.model_key}: items {args.id1} and {args.id2}, y = {explanation.score:.4g}, "
+             f"sum of explanation = {explanation.total:.4g}")
+    picture = explanation.draw(top=args.pairs, height=max(256, explanation.image1.height))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    picture.save(args.out, format="PNG")
+    print(title)
+    print(f"wrote {args.out}")
+    if args.csv:
+        sizes = [(corpus.item(i).get("width"), corpus.item(i).get("height")) for i in (args.id1, args.id2)]
+        known = all(w and h for w, h in sizes)
+        table = explanation.table(n=args.pairs, original_sizes=sizes if known else None)
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    corpus = _open(args)
+    table = corpus.export(args.model, item_ids=args.items, k=args.k, exclude_same_book=args.exclude_same_book,
+                          index=args.index, progress=ProgressPrinter(), **_filters(args))
+    if args.csv == "-":
+        table.to_csv(sys.stdout, index=False)
+    else:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {len(table)} rows to {args.csv}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    corpus = _open(args)
+    print(f"root: {corpus.root}")
+    print(f"items: {corpus.count()}  books: {len(corpus.store.books())}")
+    for key in corpus.models():
+        print(f"model {key}: {corpus.indexed_count(key)} items indexed")
+    return 0
+
+
+class UsageError(Exception):
+    """Bad combination of arguments (exit status 2)."""
+
+
+COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "build": cmd_build, "query": cmd_query,
+            "explain": cmd_explain, "export": cmd_export, "info": cmd_info}
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [FileNotFoundError, NotADirectoryError, KeyError, ValueError, TypeError,
+                                         PermissionError]
+    try:
+        import bilrp_core
+
+        errors += [bilrp_core.WeightsUnavailableError, bilrp_core.UnsupportedLayerError]
+    except ImportError:  # pragma: no cover - bilrp_core is part of the project
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        for key in getattr(args, "models", None) or []:
+            canonical_key(key)  # every key checked before the first long build starts
+        if getattr(args, "model", None):
+            canonical_key(args.model)
+        return COMMANDS[args.command](args)
+    except BrokenPipeError:  # e.g. `export --csv - | head`: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished batches are kept, rerun the command to continue", file=sys.stderr)
+        return 130
+    except _user_errors() as error:
+        if os.environ.get("CORPUS_INDEX_DEBUG"):
+            raise
+        message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+        print(f"error: {message}".splitlines()[0], file=sys.stderr)
+        return 1

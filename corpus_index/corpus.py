@@ -1,0 +1,358 @@
+"""The :class:`Corpus` facade: one object for a corpus root (store, features, indexes, factor cache).
+
+Everything the app and the CLI do goes through it (docs/contracts.md). Root layout: ``corpus.sqlite``,
+``thumbs/``, ``images/``, ``features/<model_key>/batch_*.npz``, ``indexes/<model_key>.faiss``,
+``factors/<model_key>/<gamma-hash>-p<pool>/<item_id>.npy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from corpus_index import factor_cache as fc
+from corpus_index.build import BuildReport, build_model, precompute_factors
+from corpus_index.faiss_index import INDEX_KINDS, IndexMissingError, VectorIndex
+from corpus_index.features import FeatureStore, compute_batch
+from corpus_index.models import canonical_key, key_transform_count, load_model, transform_count
+from corpus_index.store import DB_NAME, Store
+
+Progress = Callable[[int, int, str], None]
+FILTERS = ("kind", "book", "year_min", "year_max", "place", "printer", "group")
+
+
+class CorpusNotFoundError(FileNotFoundError):
+    """The corpus root (or its database) does not exist and ``create`` was not asked for."""
+
+
+class ItemNotFoundError(KeyError):
+    """No item with this id in the corpus."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0])
+
+
+class Corpus:
+    """A corpus root folder.
+
+    Parameters
+    ----------
+    root : path-like
+        The root folder.
+    store : Store
+        Its metadata store.
+    """
+
+    def __init__(self, root: str | Path, store: Store):
+        self.root = Path(root).expanduser().resolve()
+        self.store = store
+        self.factor_cache = fc.FactorCache(self.root)
+        self._feature_stores: dict[str, FeatureStore] = {}
+
+    @classmethod
+    def open(cls, root: str | Path, create: bool = False) -> Corpus:
+        """Open the corpus at ``root``; with ``create=True`` make it if missing.
+
+        Raises
+        ------
+        CorpusNotFoundError
+            If there is no corpus at ``root`` and ``create`` is False.
+        """
+        root = Path(root).expanduser()
+        if not create and not (root / DB_NAME).is_file():
+            raise CorpusNotFoundError(f"no corpus at {root} (missing {root / DB_NAME}); create one with "
+                                      "'python -m corpus_index --root ROOT ingest ...' or 'demo'")
+        return cls(root, Store(root, create=create))
+
+    def close(self) -> None:
+        """Close the store's database connections."""
+        self.store.close()
+
+    # -- ingest and metadata ------------------------------------------------------------------------------------
+    def ingest_folder(self, folder, metadata_csv=None, progress: Progress | None = None):
+        """Ingest a folder of scans (see :func:`corpus_index.ingest.ingest_folder`); returns an IngestReport."""
+        from corpus_index.ingest import ingest_folder
+
+        return ingest_folder(self.store, folder, metadata_csv=metadata_csv, progress=progress)
+
+    def ingest_iiif(self, manifest, max_size: int = 1600, progress: Progress | None = None, **options):
+        """Ingest a IIIF manifest (path or URL; see :func:`corpus_index.iiif.ingest_iiif`; images go to ROOT)."""
+        from corpus_index.iiif import ingest_iiif
+
+        return ingest_iiif(self.store, manifest, max_size=max_size, progress=progress, **options)
+
+    def count(self, **filters) -> int:
+        """Number of items matching the filters."""
+        return self.store.count_items(**filters)
+
+    def items(self, limit: int | None = None, offset: int = 0, **filters) -> pd.DataFrame:
+        """Items matching the filters as a DataFrame (id, path, kind, book, title, ..., year, ...)."""
+        return self.store.query_items(limit=limit, offset=offset, **filters)
+
+    def item(self, item_id: int) -> dict[str, Any]:
+        """One item's metadata; raises :class:`ItemNotFoundError` for an unknown id."""
+        try:
+            return self.store.get_item(int(item_id))
+        except KeyError:
+            raise ItemNotFoundError(f"no item with id {item_id} in the corpus at {self.root}") from None
+
+    def image(self, item_id: int) -> Image.Image:
+        """The item's image (RGB, cropped to its region)."""
+        from corpus_index.images import load_item_image
+
+        item = self.item(item_id)
+        return load_item_image(self.store.resolve_path(item["path"]), item.get("region"))
+
+    def thumbnail(self, item_id: int) -> Image.Image:
+        """The item's thumbnail (made from the image when the file is missing)."""
+        from corpus_index.images import make_thumbnail
+
+        item = self.item(item_id)
+        if item.get("thumb"):
+            path = self.store.resolve_path(item["thumb"])
+            if path.is_file():
+                with Image.open(path) as thumb:
+                    return thumb.convert("RGB")
+        return make_thumbnail(self.image(item_id))
+
+    def _rows(self, item_ids: Sequence[int] | None = None) -> list[tuple[int, str, str | None]]:
+        frame = self.store.query_items(ids=item_ids)
+        return [(int(i), str(self.store.resolve_path(p)), r if isinstance(r, str) and r else None)
+                for i, p, r in zip(frame["id"], frame["path"], frame["region"], strict=True)]
+
+    def _filtered_ids(self, **filters) -> np.ndarray | None:
+        active = {k: v for k, v in filters.items() if v is not None and not (isinstance(v, str) and v == "")}
+        if not active:
+            return None
+        query_ids = getattr(self.store, "query_ids", None)  # a lean id-only query if the store offers one
+        ids = query_ids(**active) if query_ids else self.store.query_items(**active)["id"]
+        return np.asarray(ids, dtype=np.int64)
+
+    # -- features and indexes -----------------------------------------------------------------------------------
+    def features(self, model_key: str) -> FeatureStore:
+        """The feature batches of a model key."""
+        key = canonical_key(model_key)
+        if key not in self._feature_stores:
+            self._feature_stores[key] = FeatureStore(self.root, key)
+        return self._feature_stores[key]
+
+    def index(self, model_key: str, kind: str | None = None) -> VectorIndex:
+        """The index of a model key: ``kind``, or the exact one if built, else an approximate one."""
+        key = canonical_key(model_key)
+        if kind is not None:
+            return VectorIndex(self.root, key, kind)
+        for candidate in INDEX_KINDS:
+            index = VectorIndex(self.root, key, candidate)
+            if index.exists():
+                return index
+        raise IndexMissingError(f"no index for model {key} in {self.root}; run "
+                                f"'python -m corpus_index --root {self.root} build --model {key}'")
+
+    def indexed_count(self, model_key: str, kind: str | None = None) -> int:
+        """Number of items in the index of a model key (0 when there is none)."""
+        key = canonical_key(model_key)
+        group = key_transform_count(key)
+        try:
+            return len(self.index(key, kind)) // group
+        except IndexMissingError:
+            return 0
+
+    def models(self) -> list[str]:
+        """Model keys that have an index in this corpus."""
+        folder = self.root / "indexes"
+        if not folder.is_dir():
+            return []
+        return sorted({p.name.split(".")[0] for p in folder.glob("*.faiss")})
+
+    def build(self, model_key: str, batch_size: int = 16, progress: Progress | None = None, engine: str = "local",
+              address: str | None = None, index: str = "flat", factors: bool = False, gamma=None, pool=8,
+              concurrency: int = 2) -> BuildReport:
+        """Compute missing features, update the index, optionally cache BiLRP factors.
+
+        See :func:`corpus_index.build.build_model` for the parameters.
+        """
+        return build_model(self, model_key, batch_size=batch_size, progress=progress, engine=engine,
+                           address=address, index=index, factors=factors, gamma=gamma, pool=pool,
+                           concurrency=concurrency)
+
+    def precompute_factors(self, model_key: str, item_ids: Sequence[int] | None = None, gamma=None, pool=8,
+                           progress: Progress | None = None, engine: str = "local", address: str | None = None,
+                           concurrency: int = 2) -> fc.FactorReport:
+        """Cache the BiLRP factors of these items (default: all) for ``gamma`` and ``pool``."""
+        return precompute_factors(self, model_key, item_ids, gamma=gamma, pool=pool, progress=progress,
+                                  engine=engine, address=address, concurrency=concurrency)
+
+    # -- search -------------------------------------------------------------------------------------------------
+    def query_vector(self, model_key: str, item_id: int | None = None, image=None) -> np.ndarray:
+        """phi of a corpus item (from its stored features) or of an image (PIL image or path).
+
+        Rotation-max models give the 8 vectors phi(tau x) concatenated (8 h,).
+        """
+        key = canonical_key(model_key)
+        if (item_id is None) == (image is None):
+            raise ValueError("give exactly one of item_id or image")
+        if item_id is not None:
+            self.item(item_id)  # unknown id -> ItemNotFoundError
+            try:
+                return self.features(key).vector(int(item_id))
+            except KeyError as error:
+                raise ItemNotFoundError(str(error.args[0])) from None
+        if not isinstance(image, Image.Image):
+            from corpus_index.images import open_validated
+
+            image = open_validated(image)
+        ids, vectors, skipped = compute_batch(load_model(key), [(-1, "uploaded image", None)], images=[image])
+        if skipped:
+            raise ValueError(f"cannot compute features of the image: {skipped[0][1]}")
+        return vectors[0]
+
+    def search(self, model_key: str, item_id: int | None = None, image=None, k: int = 10,
+               exclude_same_book: bool = False, index: str | None = None, **filters) -> pd.DataFrame:
+        """The k nearest items by <phi(x), phi(x')>, with metadata filters.
+
+        Parameters
+        ----------
+        model_key : str
+        item_id : int, optional
+            Query by a corpus item (excluded from its own results).
+        image : PIL.Image or path, optional
+            Query by an uploaded image.
+        k : int
+        exclude_same_book : bool
+            Leave out the query item's book.
+        index : {"flat", "hnsw", "ivfpq"}, optional
+            Which index (default: the exact one if built).
+        **filters
+            ``kind``, ``book``, ``year_min``, ``year_max``, ``place``, ``printer``, ``group``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``rank, id, score`` then the item metadata; ``attrs["exact"]`` says whether the index is exact.
+        """
+        unknown = sorted(set(filters) - set(FILTERS))
+        if unknown:
+            raise TypeError(f"unknown filter(s) {unknown}; known: {list(FILTERS)}")
+        vector_index = self.index(model_key, index)
+        query = self.query_vector(model_key, item_id=item_id, image=image)
+        excluded = []
+        if item_id is not None:
+            excluded.append(int(item_id))
+            book = self.item(item_id).get("book")
+            if exclude_same_book and book:
+                excluded.extend(int(i) for i in self.store.query_items(book=book)["id"])
+        group = key_transform_count(model_key)
+        items, scores = vector_index.search_items(query, k, allowed=self._filtered_ids(**filters),
+                                                  excluded=np.asarray(excluded, dtype=np.int64), group=group)[0]
+        return self._result_frame(items, scores, vector_index.exact)
+
+    def _result_frame(self, labels: np.ndarray, scores: np.ndarray, exact: bool) -> pd.DataFrame:
+        keep = labels >= 0
+        hits = pd.DataFrame({"rank": np.arange(1, int(keep.sum()) + 1), "id": labels[keep].astype(np.int64),
+                             "score": scores[keep].astype(np.float64)})
+        meta = self.store.query_items(ids=hits["id"].tolist()).drop(columns=["hash"], errors="ignore")
+        frame = hits.merge(meta, on="id", how="left")
+        frame.attrs["exact"] = exact
+        return frame
+
+    def export(self, model_key: str, item_ids: Sequence[int] | None = None, k: int = 10,
+               exclude_same_book: bool = False, index: str | None = None, progress: Progress | None = None,
+               **filters) -> pd.DataFrame:
+        """Neighbours of many items (default: every item with features) as one long table.
+
+        Columns: ``query_id, query_book, rank, id, score`` and the neighbour's metadata. Queries go to faiss in
+        chunks; each over-fetches to drop the query itself (and its book when asked).
+        """
+        from corpus_index.export import export_neighbours
+
+        return export_neighbours(self, model_key, item_ids, k, exclude_same_book, index, progress, **filters)
+
+    # -- explanations -------------------------------------------------------------------------------------------
+    def factors(self, model_key: str, item_id: int | None = None, image=None, gamma=None, pool=8,
+                transform: int | None = None) -> np.ndarray:
+        """BiLRP factors R(x) (h, H/p, W/p) of an item (cached) or of an image (computed, not cached).
+
+        ``transform`` picks a flip/rotation of rotation-max models (default: the identity).
+        """
+        key = canonical_key(model_key)
+        model = load_model(key)
+        if (item_id is None) == (image is None):
+            raise ValueError("give exactly one of item_id or image")
+        if item_id is not None:
+            self.item(item_id)
+            return self.factor_cache.get(model, key, int(item_id), lambda: self.image(item_id), gamma, pool,
+                                         transform)[0]
+        if not isinstance(image, Image.Image):
+            from corpus_index.images import open_validated
+
+            image = open_validated(image)
+        transform = fc._check_transform(model, transform)
+        return fc.compute_factors(model, image, fc.resolve_schedule(model, gamma), pool, transform)
+
+    def explain(self, model_key: str, id1: int, id2: int, gamma=None, pool=8) -> fc.Explanation:
+        """BiLRP explanation of the similarity of two items, from cached factors (computed on first use).
+
+        For rotation-max models, the pair of flips/rotations with the highest similarity is explained, on the
+        images in their original orientation.
+        """
+        return self._explain(model_key, [int(id1), int(id2)], [None, None], gamma, pool)
+
+    def explain_image(self, model_key: str, image, item_id: int, gamma=None, pool=8) -> fc.Explanation:
+        """BiLRP explanation of (an uploaded image, a corpus item): the upload's factors are computed (not
+        cached), the item's come from the cache. ``image`` is a PIL image or a path."""
+        if not isinstance(image, Image.Image):
+            from corpus_index.images import open_validated
+
+            image = open_validated(image)
+        return self._explain(model_key, [None, int(item_id)], [image, None], gamma, pool)
+
+    def _explain(self, model_key: str, ids: list, uploads: list, gamma, pool) -> fc.Explanation:
+        key = canonical_key(model_key)
+        model = load_model(key)
+        schedule = fc.resolve_schedule(model, gamma)
+        images = [upload if item_id is None else self.image(item_id) for item_id, upload in zip(ids, uploads,
+                                                                                                strict=True)]
+        inputs = [model.preprocess(image) for image in images]
+        phis = []
+        for item_id, x in zip(ids, inputs, strict=True):
+            try:
+                if item_id is None:
+                    raise KeyError("uploaded image")
+                phis.append(self.features(key).vector(item_id))
+            except KeyError:  # an upload, or a model not built yet: one forward pass
+                import torch
+
+                from corpus_index.models import embed
+
+                with torch.no_grad():
+                    phis.append(embed(model, x)[0].cpu().numpy())
+        group = transform_count(model)
+        scores = phis[0].reshape(group, -1).astype(np.float64) @ phis[1].reshape(group, -1).astype(np.float64).T
+        best = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        transforms = [None, None] if group == 1 else [int(t) for t in best]
+        factors, cached = [], []
+        for item_id, image, transform in zip(ids, images, transforms, strict=True):
+            if item_id is None:
+                factors.append(fc.compute_factors(model, image, schedule, pool, transform))
+                cached.append(False)
+            else:
+                array, hit = self.factor_cache.get(model, key, item_id, lambda image=image: image, gamma, pool,
+                                                   transform)
+                factors.append(array)
+                cached.append(hit)
+        pair = fc.pair_from_factors(*factors)
+        names = None
+        if group > 1:
+            from bilrp_core.rotation import TRANSFORMS
+
+            names = tuple(TRANSFORMS[t][0] for t in transforms)
+        return fc.Explanation(
+            pair=pair, score=float(scores[best]), total=float(pair.sum(dtype=np.float64)),
+            image1=fc.model_input_image(model, inputs[0], images[0]),
+            image2=fc.model_input_image(model, inputs[1], images[1]),
+            model_key=key, gamma=schedule, pool=pool, ids=tuple(ids), cached=tuple(cached), transforms=names)

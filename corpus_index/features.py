@@ -1,0 +1,318 @@
+"""Feature extraction phi(x) per model key, in batches, resumable.
+
+On disk, ``ROOT/features/<model_key>/batch_NNNNNN.npz`` each hold ``ids`` (int64) and ``vectors`` (float32,
+n x h; n x 8h for rotation-max models, see :func:`corpus_index.models.embed`) of one finished batch, written
+atomically. The batch files are the truth: a build computes phi only for
+items that no batch file holds yet, so an interrupted build loses at most the batch in flight, and a rebuild
+does only what is missing. The Store's feature marks mirror the files (reconciled at the start of each build).
+
+The batches are computed by an *engine*: in-process here (:func:`iter_local_batches`), or on Ray Data
+(:mod:`corpus_index.ray_engine`); either way the driver writes the files, so resumability is the same.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from corpus_index.atomic import atomic_save_npz, file_lock
+from corpus_index.models import embed
+
+Progress = Callable[[int, int, str], None]
+ItemRow = tuple[int, str, str | None]  # (item id, absolute image path, region "x,y,w,h" or None)
+ImageLoader = Callable[[str, str | None], Image.Image]
+Batch = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]  # ids, vectors, skipped (id, reason)
+
+_BATCH_NAME = re.compile(r"^batch_(\d{6,})\.npz$")
+
+
+def open_image(path: str | Path, region: str | None = None) -> Image.Image:
+    """An item's image: validated, fully decoded RGB, cropped to its region (:func:`images.load_item_image`)."""
+    from corpus_index.images import load_item_image
+
+    return load_item_image(path, region)
+
+
+@dataclass
+class FeatureReport:
+    """What a feature build did.
+
+    Attributes
+    ----------
+    model_key : str
+    computed : int
+        Items whose features were computed in this run.
+    reused : int
+        Items that already had features (finished batches of an earlier, possibly interrupted, run).
+    skipped : list of (int, str)
+        Items that could not be read or preprocessed, with the reason; they get no features.
+    total : int
+        Items with features after the run.
+    seconds : float
+        Wall time of the run.
+    """
+
+    model_key: str
+    computed: int = 0
+    reused: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    total: int = 0
+    seconds: float = 0.0
+
+
+class FeatureStore:
+    """The finished feature batches of one model key.
+
+    Parameters
+    ----------
+    root : path-like
+        Corpus root.
+    model_key : str
+        Canonical model key (names the folder).
+    """
+
+    def __init__(self, root: str | Path, model_key: str):
+        self.model_key = model_key
+        self.folder = Path(root) / "features" / model_key
+        self.lock_path = Path(root) / "features" / f".{model_key}.lock"
+        self._ids_cache: tuple[tuple, tuple] | None = None
+        self._cache_lock = threading.Lock()
+
+    def batch_files(self) -> list[Path]:
+        """Finished batch files in the order they were written."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.iterdir() if _BATCH_NAME.match(p.name))
+
+    def write_batch(self, ids: np.ndarray, vectors: np.ndarray) -> Path:
+        """Write one finished batch atomically and return its path."""
+        ids = np.asarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(ids) != len(vectors):
+            raise ValueError(f"a batch needs ids (n,) and vectors (n, h); got {ids.shape} and {vectors.shape}")
+        dim = self.dim()
+        if dim is not None and vectors.shape[1] != dim:
+            raise ValueError(
+                f"features of {self.model_key} have {dim} dimensions on disk but the model gives "
+                f"{vectors.shape[1]}; delete {self.folder} to rebuild from scratch"
+            )
+        files = self.batch_files()
+        number = int(_BATCH_NAME.match(files[-1].name)[1]) + 1 if files else 0
+        path = atomic_save_npz(self.folder / f"batch_{number:06d}.npz", ids=ids, vectors=vectors)
+        with self._cache_lock:
+            self._ids_cache = None
+        return path
+
+    def _signature(self, files: Sequence[Path]) -> tuple:
+        # Batch files are never rewritten, so their names (plus the folder's time, which changes when the folder
+        # is deleted and rebuilt) identify the catalogue without a stat call per file.
+        folder_time = self.folder.stat().st_mtime_ns if self.folder.is_dir() else 0
+        return folder_time, tuple(p.name for p in files)
+
+    def _catalogue(self) -> tuple[list[Path], np.ndarray, np.ndarray, np.ndarray]:
+        """(files, sorted unique ids, file number, row) of every item's newest vector; cached until files change."""
+        files = self.batch_files()
+        signature = self._signature(files)
+        with self._cache_lock:
+            if self._ids_cache is not None and self._ids_cache[0] == signature:
+                return self._ids_cache[1]
+        id_parts, file_parts, row_parts = [], [], []
+        for number, path in enumerate(files):
+            with np.load(path) as batch:
+                batch_ids = batch["ids"]
+            id_parts.append(batch_ids)
+            file_parts.append(np.full(len(batch_ids), number, dtype=np.int64))
+            row_parts.append(np.arange(len(batch_ids), dtype=np.int64))
+        if not id_parts:
+            empty = np.zeros(0, dtype=np.int64)
+            catalogue = (files, empty, empty, empty)
+        else:
+            all_ids = np.concatenate(id_parts)[::-1]  # newest first, so np.unique keeps the newest
+            unique_ids, first = np.unique(all_ids, return_index=True)
+            catalogue = (files, unique_ids, np.concatenate(file_parts)[::-1][first],
+                         np.concatenate(row_parts)[::-1][first])
+        with self._cache_lock:
+            self._ids_cache = (signature, catalogue)
+        return catalogue
+
+    def ids(self) -> np.ndarray:
+        """Sorted unique ids of every item with features."""
+        return self._catalogue()[1]
+
+    def dim(self) -> int | None:
+        """Dimension h of the stored vectors, or None when there are none yet."""
+        files = self.batch_files()
+        if not files:
+            return None
+        with np.load(files[0]) as batch:
+            return int(batch["vectors"].shape[1])
+
+    def load(self, ids: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """All (or the requested) features as ``(ids, vectors)``, ids sorted ascending.
+
+        An item computed twice (a crash between writing a batch and marking it) keeps its latest vector.
+        """
+        wanted = None if ids is None else np.unique(np.asarray(list(ids), dtype=np.int64))
+        id_parts, vec_parts = [], []
+        for path in reversed(self.batch_files()):  # newest first, so np.unique's first hit is the newest
+            with np.load(path) as batch:
+                batch_ids, batch_vectors = batch["ids"], batch["vectors"]
+            if wanted is not None:
+                keep = np.isin(batch_ids, wanted)
+                batch_ids, batch_vectors = batch_ids[keep], batch_vectors[keep]
+            id_parts.append(batch_ids)
+            vec_parts.append(batch_vectors)
+        if not id_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim() or 0), dtype=np.float32)
+        all_ids = np.concatenate(id_parts)
+        all_vectors = np.concatenate(vec_parts)
+        unique_ids, first = np.unique(all_ids, return_index=True)
+        return unique_ids, all_vectors[first]
+
+    def vector(self, item_id: int) -> np.ndarray:
+        """phi of one item (reads one batch file); raises KeyError when the item has no features."""
+        files, ids, file_numbers, rows = self._catalogue()
+        position = int(np.searchsorted(ids, int(item_id)))
+        if position == len(ids) or ids[position] != int(item_id):
+            raise KeyError(f"item {item_id} has no features for model {self.model_key}; run build first")
+        with np.load(files[file_numbers[position]]) as batch:
+            return batch["vectors"][rows[position]]
+
+
+def compute_batch(model: torch.nn.Module, rows: Sequence[ItemRow], load_image: ImageLoader = open_image,
+                  images: Sequence[Image.Image | Exception] | None = None) -> Batch:
+    """phi for one batch of items; unreadable items are skipped with their reason.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Similarity model with ``preprocess``.
+    rows : sequence of (int, str, str or None)
+        Item ids, image paths and regions.
+    load_image : callable
+        ``(path, region)`` -> PIL image (used when ``images`` is None).
+    images : sequence, optional
+        Already loaded images (or the exception loading raised), aligned with ``rows``.
+
+    Returns
+    -------
+    ids : ndarray (n,) int64
+    vectors : ndarray (n, h) float32
+    skipped : list of (int, str)
+    """
+    if images is None:
+        images = [_try_load(load_image, row) for row in rows]
+    ids, tensors, skipped = [], [], []
+    for (item_id, path, _), image in zip(rows, images, strict=True):
+        if isinstance(image, Exception):
+            skipped.append((int(item_id), f"{path}: {image}"))
+            continue
+        try:
+            tensors.append(model.preprocess(image))
+        except Exception as error:  # a broken image must not stop a corpus-wide build
+            skipped.append((int(item_id), f"{path}: cannot preprocess ({error})"))
+            continue
+        ids.append(int(item_id))
+    if not tensors:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), skipped
+    # Models with a fixed input size (VGG-16) batch everything in one forward pass; models that keep the page's
+    # own size (the bigram network) get one pass per distinct input shape.
+    by_shape: dict[tuple, list[int]] = {}
+    for position, tensor in enumerate(tensors):
+        by_shape.setdefault(tuple(tensor.shape[1:]), []).append(position)
+    rows_out: list[np.ndarray | None] = [None] * len(tensors)
+    with torch.no_grad():
+        for positions in by_shape.values():
+            phi = embed(model, torch.cat([tensors[p] for p in positions])).detach().cpu().numpy()
+            for position, vector in zip(positions, phi.reshape(len(positions), -1), strict=True):
+                rows_out[position] = vector
+    vectors = np.stack(rows_out).astype(np.float32, copy=False)
+    return np.asarray(ids, dtype=np.int64), vectors, skipped
+
+
+def _try_load(load_image: ImageLoader, row: ItemRow) -> Image.Image | Exception:
+    try:
+        return load_image(row[1], row[2])
+    except Exception as error:  # reported per item by compute_batch
+        return error
+
+
+def iter_local_batches(model: torch.nn.Module, rows: Sequence[ItemRow], batch_size: int = 16,
+                       load_image: ImageLoader = open_image) -> Iterator[Batch]:
+    """In-process engine: yield computed batches, decoding the next batch's images while the model runs."""
+    chunks = [rows[start:start + batch_size] for start in range(0, len(rows), batch_size)]
+    if not chunks:
+        return
+
+    def load_chunk(chunk):
+        return [_try_load(load_image, row) for row in chunk]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load_chunk, chunks[0])
+        for number, chunk in enumerate(chunks):
+            images = pending.result()
+            if number + 1 < len(chunks):
+                pending = pool.submit(load_chunk, chunks[number + 1])
+            yield compute_batch(model, chunk, images=images)
+
+
+def build_features(features: FeatureStore, rows: Sequence[ItemRow], batches: Callable[[list], Iterable[Batch]],
+                   progress: Progress | None = None, on_batch: Callable[[np.ndarray], None] | None = None,
+                   on_start: Callable[[np.ndarray], None] | None = None) -> FeatureReport:
+    """Compute the features that are missing and write each finished batch.
+
+    Parameters
+    ----------
+    features : FeatureStore
+        Where the batches go.
+    rows : sequence of (int, str, str or None)
+        Every item that should have features (id, image path, region).
+    batches : callable
+        ``batches(missing_rows)`` -> iterable of ``(ids, vectors, skipped)``: the engine.
+    progress : callable, optional
+        ``progress(done, total, message)`` after each batch; ``done`` counts items with features (or skipped)
+        over all ``rows``. An exception raised by it interrupts the build; finished batches stay.
+    on_batch : callable, optional
+        Called with the ids of each written batch (the Store marks them).
+    on_start : callable, optional
+        Called with the ids that already have features (to reconcile the Store's marks).
+
+    Returns
+    -------
+    FeatureReport
+    """
+    started = time.perf_counter()
+    report = FeatureReport(model_key=features.model_key)
+    with file_lock(features.lock_path):  # two builds of one key must not compute the same items twice
+        have = features.ids()
+        if on_start is not None:
+            on_start(have)
+        wanted_ids = np.fromiter((int(row[0]) for row in rows), dtype=np.int64, count=len(rows))
+        missing_mask = ~np.isin(wanted_ids, have)
+        missing = [row for row, miss in zip(rows, missing_mask, strict=True) if miss]
+        report.reused = len(rows) - len(missing)
+        done, total = report.reused, len(rows)
+        if progress is not None:
+            progress(done, total, f"{features.model_key}: {done}/{total} items have features")
+        for ids, vectors, skipped in batches(missing):
+            if len(ids):
+                features.write_batch(ids, vectors)
+                if on_batch is not None:
+                    on_batch(ids)
+            report.computed += len(ids)
+            report.skipped.extend(skipped)
+            done += len(ids) + len(skipped)
+            if progress is not None:
+                progress(done, total, f"{features.model_key}: {done}/{total} items")
+    report.total = len(features.ids())
+    report.seconds = time.perf_counter() - started
+    return report

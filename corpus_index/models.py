@@ -1,0 +1,248 @@
+"""Similarity models by key: one string names a model and all its parameters.
+
+A model key is the unit everything on disk is filed under (features, indexes, cached factors), so it must name
+*every* parameter that changes phi(x). The grammar:
+
+``vgg16-L{layer}-h{h}-seed{seed}[-px{size}][-rot]``
+    VGG-16 cut after max-pooling layer ``layer`` (5, 10, 17, 24 or 31), a random projection to ``h`` dimensions
+    drawn with ``seed``, **untrained random weights** (built offline, deterministic from ``seed``).
+``vgg16in-L{layer}-h{h}-seed{seed}[-px{size}][-rot]``
+    The same on **ImageNet weights** (only when torchvision's weights are already on disk: nothing downloads).
+``bigram[-rot]``
+    The bigram network of the paper (digit pairs in tables), :func:`bilrp_core.bigram_network`.
+
+``-px{size}`` is the model's input size in pixels (default 128, then left out of the canonical key); ``-rot``
+wraps the model in :class:`bilrp_core.RotationMax` (similarity = max over the 8 flips/rotations).
+Examples: ``vgg16-L17-h100-seed0``, ``vgg16in-L31-h100-seed0-rot``, ``vgg16-L5-h8-seed0-px32``, ``bigram``.
+
+Other models (plug-ins, tests) are added with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+VGG_LAYERS = (5, 10, 17, 24, 31)
+DEFAULT_IMAGE_SIZE = 128
+DEFAULT_MODEL_KEY = "vgg16-L17-h100-seed0"
+# Built by `python -m corpus_index demo`: a general picture model (VGG-16) and a table model (bigram).
+DEMO_MODEL_KEYS = (DEFAULT_MODEL_KEY, "bigram")
+
+_VGG_PATTERN = re.compile(
+    r"^(?P<family>vgg16|vgg16in)-L(?P<layer>\d+)-h(?P<h>\d+)-seed(?P<seed>\d+)"
+    r"(?:-px(?P<size>\d+))?(?P<rot>-rot)?$"
+)
+_BIGRAM_PATTERN = re.compile(r"^bigram(?P<rot>-rot)?$")
+# Keys become folder and file names: keep them to a safe alphabet (no dots, no slashes).
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+_registry: dict[str, Callable[[], torch.nn.Module]] = {}
+_cache: dict[str, torch.nn.Module] = {}
+_lock = threading.Lock()
+
+
+class UnknownModelKeyError(ValueError):
+    """A model key that does not follow the grammar of :mod:`corpus_index.models`."""
+
+    def __init__(self, key: str, reason: str = ""):
+        self.key = key
+        detail = f" ({reason})" if reason else ""
+        super().__init__(
+            f"unknown model key {key!r}{detail}; expected e.g. 'vgg16-L17-h100-seed0' (random weights), "
+            "'vgg16in-L17-h100-seed0' (ImageNet weights), optional '-px128' and '-rot' suffixes, or 'bigram'"
+        )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The parameters a model key stands for.
+
+    Attributes
+    ----------
+    family : str
+        ``"vgg16"``, ``"bigram"`` or ``"custom"``.
+    layer, proj_dim, seed, image_size : int or None
+        VGG-16 parameters (None for the other families).
+    weights : str or None
+        ``None`` for random weights, ``"imagenet"`` for torchvision's ImageNet weights.
+    rotation_max : bool
+        Whether the model takes the max over the 8 flips/rotations.
+    """
+
+    family: str
+    layer: int | None = None
+    proj_dim: int | None = None
+    seed: int | None = None
+    image_size: int | None = None
+    weights: str | None = None
+    rotation_max: bool = False
+
+    @property
+    def key(self) -> str:
+        """The canonical spelling of this spec (what folders are named after)."""
+        suffix = "-rot" if self.rotation_max else ""
+        if self.family == "bigram":
+            return "bigram" + suffix
+        family = "vgg16in" if self.weights == "imagenet" else "vgg16"
+        size = "" if self.image_size == DEFAULT_IMAGE_SIZE else f"-px{self.image_size}"
+        return f"{family}-L{self.layer}-h{self.proj_dim}-seed{self.seed}{size}{suffix}"
+
+
+def parse_model_key(key: str) -> ModelSpec:
+    """Parse a model key into a :class:`ModelSpec`.
+
+    Parameters
+    ----------
+    key : str
+        A key following the grammar in the module docstring, or a key added with :func:`register_model`.
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    UnknownModelKeyError
+        If the key is malformed or names an unsupported layer.
+    """
+    if not isinstance(key, str):
+        raise UnknownModelKeyError(repr(key), "a model key is a string")
+    if key in _registry:
+        return ModelSpec(family="custom")
+    match = _BIGRAM_PATTERN.match(key)
+    if match:
+        return ModelSpec(family="bigram", rotation_max=bool(match["rot"]))
+    match = _VGG_PATTERN.match(key)
+    if not match:
+        raise UnknownModelKeyError(key)
+    layer = int(match["layer"])
+    if layer not in VGG_LAYERS:
+        raise UnknownModelKeyError(key, f"layer must be one of {', '.join(map(str, VGG_LAYERS))}")
+    proj_dim = int(match["h"])
+    if proj_dim < 1:
+        raise UnknownModelKeyError(key, "h must be at least 1")
+    size = int(match["size"]) if match["size"] else DEFAULT_IMAGE_SIZE
+    if size < 32 or size % 32:
+        raise UnknownModelKeyError(key, "the image size must be a multiple of 32 (VGG-16 pools 5 times)")
+    return ModelSpec(
+        family="vgg16",
+        layer=layer,
+        proj_dim=proj_dim,
+        seed=int(match["seed"]),
+        image_size=size,
+        weights="imagenet" if match["family"] == "vgg16in" else None,
+        rotation_max=bool(match["rot"]),
+    )
+
+
+def canonical_key(key: str) -> str:
+    """Return the canonical spelling of ``key`` (e.g. drops ``-px128``); raise if it is unknown."""
+    spec = parse_model_key(key)
+    return key if spec.family == "custom" else spec.key
+
+
+def register_model(key: str, factory: Callable[[], torch.nn.Module]) -> None:
+    """Make ``key`` loadable by :func:`load_model` through ``factory()``.
+
+    Parameters
+    ----------
+    key : str
+        Letters, digits, ``_`` and ``-`` only: it names folders on disk.
+    factory : callable
+        Returns a module with ``preprocess(pil) -> (1, C, H, W)`` and ``forward(x) -> (B, h)``.
+    """
+    if not _SAFE_KEY.match(key):
+        raise UnknownModelKeyError(key, "custom keys may use letters, digits, '_' and '-' only")
+    with _lock:
+        _registry[key] = factory
+        _cache.pop(key, None)
+
+
+def _build(spec: ModelSpec, key: str) -> torch.nn.Module:
+    if spec.family == "custom":
+        return _registry[key]()
+    import bilrp_core  # imported late: listing and parsing keys must not pay for torchvision
+
+    if spec.family == "bigram":
+        bigram_network = getattr(bilrp_core, "bigram_network", None)
+        if bigram_network is None:
+            from bilrp_core.bigram import bigram_network
+        model = bigram_network(pretrained=True)
+    else:
+        model = bilrp_core.vgg16_similarity(
+            layer=spec.layer,
+            proj_dim=spec.proj_dim,
+            weights=spec.weights,
+            seed=spec.seed,
+            image_size=spec.image_size,
+        )
+    if spec.rotation_max:
+        if not hasattr(bilrp_core, "RotationMax"):
+            raise UnknownModelKeyError(key, "this version of bilrp_core has no RotationMax")
+        model = bilrp_core.RotationMax(model)
+    return model
+
+
+def load_model(key: str) -> torch.nn.Module:
+    """Build (once per process) and return the model a key names, in eval mode.
+
+    Parameters
+    ----------
+    key : str
+        A model key (see the module docstring).
+
+    Returns
+    -------
+    torch.nn.Module
+        The similarity model; ``model.preprocess(pil)`` gives its input, ``model(x)`` gives phi(x).
+
+    Raises
+    ------
+    UnknownModelKeyError
+        If the key is malformed.
+    bilrp_core.WeightsUnavailableError
+        If the key asks for ImageNet weights that are not on this machine.
+    """
+    spec = parse_model_key(key)
+    canonical = key if spec.family == "custom" else spec.key
+    with _lock:
+        model = _cache.get(canonical)
+        if model is None:
+            model = _build(spec, canonical)
+            if hasattr(model, "eval"):  # RotationMax is a plain wrapper; its inner model is already in eval mode
+                model.eval()
+            _cache[canonical] = model
+    return model
+
+
+def transform_count(model) -> int:
+    """How many vectors phi(tau x) a model gives per image: 8 for rotation-max models (one per flip/rotation), else 1.
+
+    A rotation-max similarity is max over tau, tau' of <phi(tau x), phi(tau' x')>, so the index holds all 8
+    vectors of every item and a query searches with all 8 of its own (:mod:`corpus_index.faiss_index`).
+    """
+    return 8 if callable(getattr(model, "transformed_features", None)) else 1
+
+
+def key_transform_count(key: str) -> int:
+    """:func:`transform_count` of the model a key names, without building it (except for custom keys)."""
+    spec = parse_model_key(key)
+    if spec.family == "custom":
+        return transform_count(load_model(key))
+    return 8 if spec.rotation_max else 1
+
+
+def embed(model, x: torch.Tensor) -> torch.Tensor:
+    """Features of a batch as one row per image: phi(x) (B, h), or for rotation-max models the 8 phi(tau x)
+    concatenated (B, 8 h) in the order of ``bilrp_core.rotation.TRANSFORMS``."""
+    group = transform_count(model)
+    if group == 1:
+        return model(x)
+    stacked = model.transformed_features(x)  # (8 B, h), transform-major
+    return stacked.reshape(group, x.shape[0], -1).transpose(0, 1).reshape(x.shape[0], -1)
+

@@ -1,0 +1,127 @@
+"""The command line on a tiny corpus: ingest, build, query, explain, export, info, and its errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+from tiny_corpus import SMALL_VGG_KEY, write_source
+
+from corpus_index.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    source = write_source(base / "source", per_book=2)
+    root = base / "root"
+    assert main(["--root", str(root), "ingest", str(source), "--csv", str(source / "metadata.csv")]) == 0
+    assert main(["--root", str(root), "build", "--model", SMALL_VGG_KEY, "--batch-size", "3"]) == 0
+    return root
+
+
+def run(root, *args):
+    return main(["--root", str(root), *args])
+
+
+def test_query_prints_table_and_writes_csv(root, tmp_path, capsys):
+    out = tmp_path / "hits.csv"
+    assert run(root, "query", "--model", SMALL_VGG_KEY, "--item", "1", "-k", "3", "--csv", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split()[:3] == ["rank", "id", "score"]
+    table = pd.read_csv(out)
+    assert table["rank"].tolist() == [1, 2, 3] and 1 not in table["id"].tolist()
+    assert table["score"].is_monotonic_decreasing
+    assert run(root, "query", "--model", SMALL_VGG_KEY, "--item", "1", "--kind", "table",
+               "--exclude-same-book", "--csv", str(out)) == 0
+    table = pd.read_csv(out)
+    assert set(table["kind"]) == {"table"} and "b0" not in set(table["book"])
+
+
+def test_query_by_image(root, tmp_path, capsys):
+    image = tmp_path / "upload.png"
+    Image.new("RGB", (40, 30), (200, 180, 150)).save(image)
+    assert run(root, "query", "--model", SMALL_VGG_KEY, "--image", str(image), "-k", "2") == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3  # header + 2 rows
+
+
+def test_explain_writes_png_and_pair_csv(root, tmp_path):
+    png, pairs = tmp_path / "pair.png", tmp_path / "pairs.csv"
+    assert run(root, "explain", "--model", SMALL_VGG_KEY, "1", "2", "--out", str(png), "--csv", str(pairs),
+               "--pool", "4", "--pairs", "7") == 0
+    with Image.open(png) as drawn:
+        assert drawn.format == "PNG" and drawn.width > 100
+    table = pd.read_csv(pairs)
+    assert len(table) == 7
+    assert {"relevance", "img1_x0", "img1_y1", "img2_x0", "orig1_x1"} <= set(table.columns)
+    assert (table["img1_x1"] - table["img1_x0"]).eq(4).all()
+    assert table["relevance"].abs().is_monotonic_decreasing
+
+
+def test_export_every_item(root, tmp_path):
+    out = tmp_path / "all.csv"
+    assert run(root, "export", "--model", SMALL_VGG_KEY, "-k", "2", "--csv", str(out)) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 8 * 2
+    assert not (table["query_id"] == table["id"]).any()
+    assert {"query_id", "rank", "id", "score", "book", "year"} <= set(table.columns)
+    assert run(root, "export", "--model", SMALL_VGG_KEY, "--items", "3", "4", "-k", "1", "--exclude-same-book",
+               "--csv", str(out)) == 0
+    table = pd.read_csv(out)
+    assert table["query_id"].tolist() == [3, 4]
+    assert (table["query_book"] != table["book"]).all()
+
+
+def test_errors_are_one_line_with_nonzero_status(root, tmp_path, capsys):
+    cases = [
+        (["query", "--model", "vgg16-L12-h8-seed0", "--item", "1"], "unknown model key"),
+        (["query", "--model", SMALL_VGG_KEY, "--item", "999"], "no item with id 999"),
+        (["explain", "--model", SMALL_VGG_KEY, "1", "999", "--out", str(tmp_path / "x.png")], "no item with id 999"),
+        (["query", "--model", "vgg16-L10-h8-seed0-px32", "--item", "1"], "no index for model"),
+        (["query", "--model", SMALL_VGG_KEY, "--image", str(tmp_path / "missing.png")], "not found"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert run(root, *args) == 1, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and message in err and "\n" not in err, err
+    assert run(tmp_path / "nowhere", "info") == 1
+    assert "no corpus at" in capsys.readouterr().err
+    assert run(root, "ingest") == 2
+
+
+def test_info_and_help(root, capsys):
+    assert run(root, "info") == 0
+    assert f"model {SMALL_VGG_KEY}: 8 items indexed" in capsys.readouterr().out
+    for command in ["demo", "ingest", "build", "query", "explain", "export", "info"]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage:" in capsys.readouterr().out
+
+
+def test_module_entry_point_runs(root):
+    result = subprocess.run([sys.executable, "-m", "corpus_index", "--root", str(root), "info"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "items: 8" in result.stdout
+
+
+def test_build_with_factors_caches_every_item(root, capsys):
+    assert run(root, "build", "--model", SMALL_VGG_KEY, "--factors", "--pool", "16", "--gamma", "0.1") == 0
+    out = capsys.readouterr().out
+    assert "0 computed, 8 already done" in out and "BiLRP factors: 8 computed" in out
+    assert len(list((root / "factors" / SMALL_VGG_KEY).glob("*-p16/*.npy"))) == 8  # explain used p4
+
+
+def test_demo_generates_ingests_and_builds(tmp_path, capsys):
+    root = tmp_path / "demo"
+    assert main(["--root", str(root), "demo", "--books", "1", "--model", SMALL_VGG_KEY]) == 0
+    out = capsys.readouterr().out
+    assert (root / "demo-source" / "metadata.csv").is_file() and (root / "corpus.sqlite").is_file()
+    added = int(out.split(" added")[0].rsplit(" ", 1)[-1])
+    assert added > 0 and f"flat index holds {added} items" in out

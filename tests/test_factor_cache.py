@@ -1,0 +1,115 @@
+"""Cached BiLRP factors: equal to bilrp_core.bilrp, keyed by the resolved gamma schedule and pool, reused."""
+
+import numpy as np
+import pytest
+import torch
+from tiny_corpus import SMALL_VGG_KEY, make_corpus
+
+import bilrp_core
+from bilrp_core.rotation import TRANSFORMS
+from corpus_index.factor_cache import gamma_hash, model_input_image, resolve_schedule
+from corpus_index.models import load_model
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    corpus = make_corpus(tmp_path_factory.mktemp("factors"), per_book=1)
+    corpus.build(SMALL_VGG_KEY, batch_size=4)
+    return corpus
+
+
+def test_explanation_from_cache_equals_bilrp(corpus):
+    model = load_model(SMALL_VGG_KEY)
+    first = corpus.explain(SMALL_VGG_KEY, 1, 3, pool=4)
+    assert first.cached == (False, False)
+    x1, x2 = (model.preprocess(corpus.image(i)) for i in (1, 3))
+    expected = bilrp_core.bilrp(model, x1, x2, pool=4).numpy()
+    assert first.pair.shape == (8, 8, 8, 8)
+    np.testing.assert_allclose(first.pair, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+
+    again = corpus.explain(SMALL_VGG_KEY, 1, 3, pool=4)
+    assert again.cached == (True, True)
+    np.testing.assert_array_equal(again.pair, first.pair)
+
+    with torch.no_grad():
+        score = float((model(x1) * model(x2)).sum())
+    assert first.score == pytest.approx(score, rel=1e-5)  # the score the index shows
+    assert first.total == pytest.approx(float(first.pair.sum()), rel=1e-6)
+    assert first.image1.size == (32, 32) and first.model_key == SMALL_VGG_KEY and first.pool == 4
+
+
+def test_cache_files_are_keyed_by_schedule_and_pool(corpus):
+    model = load_model(SMALL_VGG_KEY)
+    default = resolve_schedule(model, None)
+    assert resolve_schedule(model, {int(k): v for k, v in default.items()}) == default
+    folder = corpus.root / "factors" / SMALL_VGG_KEY / f"{gamma_hash(default)}-p4"
+    corpus.factors(SMALL_VGG_KEY, item_id=2, pool=4)
+    assert (folder / "2.npy").is_file() and (folder / "spec.json").is_file()
+    other = resolve_schedule(model, 0.0)
+    assert gamma_hash(other) != gamma_hash(default)
+    zero_gamma = corpus.factors(SMALL_VGG_KEY, item_id=2, gamma=0.0, pool=4)
+    assert (corpus.root / "factors" / SMALL_VGG_KEY / f"{gamma_hash(other)}-p4" / "2.npy").is_file()
+    expected = bilrp_core.relevance_factors(model, model.preprocess(corpus.image(2)), gamma=0.0, pool=4).numpy()
+    np.testing.assert_allclose(zero_gamma, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+    coarse = corpus.factors(SMALL_VGG_KEY, item_id=2, pool=8)
+    assert coarse.shape == (8, 4, 4)
+
+
+def test_precompute_for_whole_corpus_and_uploaded_image(corpus):
+    report = corpus.precompute_factors(SMALL_VGG_KEY, pool=16)
+    assert report.computed + report.cached == corpus.count() and report.skipped == []
+    again = corpus.precompute_factors(SMALL_VGG_KEY, pool=16)
+    assert (again.computed, again.cached) == (0, corpus.count())
+    cached = corpus.factors(SMALL_VGG_KEY, item_id=4, pool=16)
+    uploaded = corpus.factors(SMALL_VGG_KEY, image=corpus.image(4), pool=16)
+    np.testing.assert_allclose(uploaded, cached, rtol=1e-5, atol=1e-7)
+    by_upload = corpus.explain_image(SMALL_VGG_KEY, corpus.image(4), 2, pool=16)
+    by_items = corpus.explain(SMALL_VGG_KEY, 4, 2, pool=16)
+    assert by_upload.ids == (None, 2) and by_upload.cached == (False, True)
+    assert by_upload.score == pytest.approx(by_items.score, rel=1e-5)
+    np.testing.assert_allclose(by_upload.pair, by_items.pair, rtol=1e-4, atol=1e-6 * np.abs(by_items.pair).max())
+
+
+def test_model_input_image_inverts_preprocessing(corpus):
+    model = load_model(SMALL_VGG_KEY)
+    image = corpus.image(1)
+    shown = model_input_image(model, model.preprocess(image))  # through the z^B bounds
+    expected = np.asarray(image.resize((32, 32), resample=3), dtype=np.int16)
+    assert np.abs(np.asarray(shown, dtype=np.int16) - expected).max() <= 1
+    from_original = model_input_image(model, model.preprocess(image), original=image)
+    assert np.abs(np.asarray(from_original, dtype=np.int16) - expected).max() <= 1
+
+
+def test_top_pairs_are_the_largest_entries(corpus):
+    explanation = corpus.explain(SMALL_VGG_KEY, 2, 4, pool=8)
+    table = explanation.table(n=5)
+    assert table["relevance"].iloc[0] == pytest.approx(
+        explanation.pair.reshape(-1)[np.abs(explanation.pair).argmax()])
+    assert table["relevance"].abs().is_monotonic_decreasing
+    first = table.iloc[0]
+    cell = tuple(int(first[c]) for c in ("row1", "col1", "row2", "col2"))
+    assert explanation.pair[cell] == pytest.approx(first["relevance"])
+    assert (first["img1_x1"] - first["img1_x0"], first["img2_y1"] - first["img2_y0"]) == (8, 8)
+    picture = explanation.draw(top=5)
+    assert picture.width > 2 * explanation.image1.width
+
+
+def test_rotation_max_explains_the_best_flip_pair(tmp_path):
+    key = SMALL_VGG_KEY + "-rot"
+    corpus = make_corpus(tmp_path, per_book=1)
+    report = corpus.build(key, batch_size=4)
+    assert report.index_size == 4 and corpus.features(key).load()[1].shape == (4, 8 * 8)
+    model = load_model(key)
+    explanation = corpus.explain(key, 1, 2, pool=4)
+    x1, x2 = (model.preprocess(corpus.image(i)) for i in (1, 2))
+    expected, y_max, names = model.bilrp(x1, x2, pool=4)
+    assert explanation.transforms == names
+    assert explanation.score == pytest.approx(y_max, rel=1e-5)
+    np.testing.assert_allclose(explanation.pair, expected.numpy(), rtol=1e-4,
+                               atol=1e-6 * float(expected.abs().max()))
+    cached = sorted(p.name for p in (corpus.root / "factors" / key).rglob("*.npy"))
+    t1, t2 = (f"-t{[name for name, _, _ in TRANSFORMS].index(n)}.npy" for n in names)
+    assert cached == sorted([f"1{t1}", f"2{t2}"])
+    hits = corpus.search(key, item_id=1, k=3)
+    assert hits["score"].iloc[0] == pytest.approx(
+        max(corpus.explain(key, 1, int(i), pool=16).score for i in (2, 3, 4)), rel=1e-5)

@@ -1,0 +1,79 @@
+"""Shared helpers of the corpus-engine tests: a tiny corpus of noise images and a tiny similarity model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from corpus_index.corpus import Corpus
+from corpus_index.models import register_model
+
+TINY_KEY = "tiny-test"
+# A real bilrp_core model, small enough for tests: VGG-16 cut at layer 5, h = 8, 32 px, random weights.
+SMALL_VGG_KEY = "vgg16-L5-h8-seed0-px32"
+
+# (kind, book, place, printer, year) of the books; 3 items per book alternate kinds.
+BOOKS = [("b0", "Venice", "Giunta", 1500), ("b1", "Venice", "Scoto", 1520), ("b2", "Paris", "Cavellat", 1550),
+         ("b3", "Lyon", "Giunta", 1580)]
+
+
+class TinyModel(nn.Module):
+    """phi = flatten(avgpool(relu(conv(x)))) on 16 px images: 16 dimensions, deterministic, counts its calls."""
+
+    key = TINY_KEY
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=generator))
+            self.conv.bias.zero_()
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.images_seen = 0
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        array = np.asarray(image.convert("RGB").resize((16, 16)), dtype=np.float32) / 255.0
+        return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images_seen += x.shape[0]
+        return self.pool(torch.relu(self.conv(x))).flatten(1)
+
+
+_tiny = TinyModel()
+register_model(TINY_KEY, lambda: _tiny)
+
+
+def tiny_model() -> TinyModel:
+    """The registered tiny model instance (the one ``load_model(TINY_KEY)`` returns)."""
+    return _tiny
+
+
+def write_source(folder: Path, per_book: int = 3, seed: int = 0) -> Path:
+    """Noise images in ``folder/images`` and a demo-style ``metadata.csv``; returns ``folder``."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    lines = ["path,kind,group,book,title,author,printer,place,year,page"]
+    for number, (book, place, printer, year) in enumerate(BOOKS):
+        for page in range(per_book):
+            name = f"{book}_p{page}.png"
+            pixels = (rng.random((36, 44, 3)) * 255).astype("uint8")
+            Image.fromarray(pixels).save(folder / "images" / name)
+            kind = "table" if (number + page) % 2 else "woodcut"
+            lines.append(f"images/{name},{kind},g{page},{book},Title {book},Author,{printer},{place},{year},{page}")
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def make_corpus(tmp_path: Path, per_book: int = 3, seed: int = 0) -> Corpus:
+    """A fresh corpus under ``tmp_path/root`` with ``4 * per_book`` ingested noise images."""
+    source = write_source(tmp_path / "source", per_book, seed)
+    corpus = Corpus.open(tmp_path / "root", create=True)
+    report = corpus.ingest_folder(source, source / "metadata.csv")
+    assert len(report.added) == len(BOOKS) * per_book, report.summary()
+    return corpus
