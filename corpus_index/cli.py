@@ -226,9 +226,7 @@ def cmd_explain(args) -> int:
         sizes = [(corpus.item(i).get("width"), corpus.item(i).get("height")) for i in (args.id1, args.id2)]
         known = all(w and h for w, h in sizes)
         table = explanation.table(n=args.pairs, original_sizes=sizes if known else None)
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
+        _write_csv(table, args.csv)
     return 0
 
 
@@ -236,13 +234,18 @@ def cmd_export(args) -> int:
     corpus = _open(args)
     table = corpus.export(args.model, item_ids=args.items, k=args.k, exclude_same_book=args.exclude_same_book,
                           index=args.index, progress=ProgressPrinter(), **_filters(args))
-    if args.csv == "-":
-        table.to_csv(sys.stdout, index=False)
-    else:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {len(table)} rows to {args.csv}")
+    _write_csv(table, args.csv)
     return 0
+
+
+def _write_csv(table, destination) -> None:
+    """Write a table as CSV to a file (creating its folder) or to standard output for "-"."""
+    if destination == "-":
+        table.to_csv(sys.stdout, index=False)
+        return
+    Path(destination).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(destination, index=False)
+    print(f"wrote {len(table)} rows to {destination}")
 
 
 def cmd_info(args) -> int:

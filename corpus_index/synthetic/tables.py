@@ -217,18 +217,23 @@ def rising_signs_table(obliquity_key: str, latitudes: tuple[float, ...], labels:
         values=values)
 
 
-def oblique_ascension_table(obliquity_key: str, latitude: float) -> TableSpec:
-    """Oblique ascension from the beginning of Aries for each degree of the first three signs."""
-    eps = obliquity_degrees(obliquity_key)
-    lat_d, lat_m = sexagesimal(latitude)
+def _per_degree_rows(quantity, eps, latitude):
+    """Rows "degree | value in each of the first three signs" (sexagesimal) of quantity(longitude, eps, latitude)."""
     rows, values = [], {}
     for g in range(1, 31):
         row = [str(g)]
         for s in range(3):
-            oa = oblique_ascension(30 * s + g, eps, latitude)
-            values[(s, g)] = oa
-            row += dm(oa)
+            value = quantity(30 * s + g, eps, latitude)
+            values[(s, g)] = value
+            row += dm(value)
         rows.append(row)
+    return rows, values
+
+
+def oblique_ascension_table(obliquity_key: str, latitude: float) -> TableSpec:
+    """Oblique ascension from the beginning of Aries for each degree of the first three signs."""
+    lat_d, lat_m = sexagesimal(latitude)
+    rows, values = _per_degree_rows(oblique_ascension, obliquity_degrees(obliquity_key), latitude)
     return TableSpec(
         group=f"ascensio-obliqua-{obliquity_key}-{lat_d}{lat_m:02d}",
         titles=["Tabula ascensionum obliquarum", "Ascensiones obliquae", "Tabula ascensionum in sphaera obliqua"],
@@ -241,16 +246,8 @@ def oblique_ascension_table(obliquity_key: str, latitude: float) -> TableSpec:
 
 def day_length_table(obliquity_key: str, latitude: float) -> TableSpec:
     """Length of the day (hours, minutes) for each degree of the sun in the first three signs."""
-    eps = obliquity_degrees(obliquity_key)
     lat_d, lat_m = sexagesimal(latitude)
-    rows, values = [], {}
-    for g in range(1, 31):
-        row = [str(g)]
-        for s in range(3):
-            hours = day_length(30 * s + g, eps, latitude)
-            values[(s, g)] = hours
-            row += dm(hours)
-        rows.append(row)
+    rows, values = _per_degree_rows(day_length, obliquity_degrees(obliquity_key), latitude)
     return TableSpec(
         group=f"quantitas-dierum-{obliquity_key}-{lat_d}{lat_m:02d}",
         titles=["Tabula quantitatis dierum", "Quantitas diei artificialis", "Tabula longitudinis dierum"],
