@@ -90,7 +90,8 @@ def main():
               f"(speed-up {r['speedup_vs_loop']:.1f}x, rel. error {r['relative_error_vs_loop']:.1e}), "
               f"by chunk {({k: round(v, 2) for k, v in r['factors_s_by_chunk'].items()})}")
     for chunk, m in results["memory_L17"].items():
-        print(f"L17 peak RSS (chunk {chunk}): {m['peak_rss_mb']:.0f} MB (model + input alone {m['model_rss_mb']:.0f} MB)")
+        print(f"L17 peak RSS (chunk {chunk}): {m['peak_rss_mb']:.0f} MB "
+              f"(model + input alone {m['model_rss_mb']:.0f} MB)")
     print(f"written to {RESULTS}")
 
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .composite import rules_for
+from .model import norm_scale
 
 #: Largest number of relevance values per layer and chunk when chunk_size is None. On a GPU the budget is memory
 #: (2^26 floats = 256 MB per tensor); on a CPU the backward is memory-bandwidth bound and small chunks that stay in
@@ -57,18 +58,23 @@ def _top_relevance(model, a_top, dims):
     """Relevance factors at the output of ``layers`` for output dimensions ``dims``.
 
     The top-layer relevance of y = Σ_m φ_m φ'_m is diagonal, R_mm' = δ_mm' φ_m φ'_m, so the factor of dimension m
-    is φ_m placed on output m; the projection passes it down with LRP-0 (R_j = a_j w_mj φ_m / φ_m).
+    is φ_m placed on output m; the projection passes it down with LRP-0 (R_j = a_j w_mj φ_m / φ_m). With a
+    normalised φ the norm is a per-image constant: the seeds are the normalised φ_m, the rules below unchanged.
     """
     feats = a_top.flatten(1)  # (1, D)
     if model.projection is None:
+        phi = feats
         seeds = torch.zeros(len(dims), feats.shape[1], dtype=feats.dtype, device=feats.device)
         index = torch.as_tensor(dims, device=feats.device)
         seeds[torch.arange(len(dims)), index] = feats[0, index]
     else:
+        phi = model.projection(feats)
         weight = model.projection.weight[dims]  # (m, D)
-        phi = feats @ weight.T  # (1, m)
-        ratio = torch.where(phi != 0, phi / torch.where(phi != 0, phi, torch.ones_like(phi)), 0.0)
+        part = feats @ weight.T  # (1, m)
+        ratio = torch.where(part != 0, part / torch.where(part != 0, part, torch.ones_like(part)), 0.0)
         seeds = feats * weight * ratio.T  # LRP-0 through the projection
+    if getattr(model, "normalize", False):
+        seeds = seeds * norm_scale(phi)
     return seeds.reshape(len(dims), *a_top.shape[1:])
 
 

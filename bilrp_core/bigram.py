@@ -32,17 +32,19 @@ MAX_SIDE = 1400
 WEIGHTS_FILE = Path(__file__).with_name("weights") / "bigram_detector.pt"
 
 
-def digit_detector(width=16):
+def digit_detector(width=16, bias=False):
     """Conv/ReLU stack: grey ink (B, 1, H, W) -> 10 digit maps (B, 10, H/4, W/4).
 
     Kept light (~1.2 GFLOP on a normalised page): BiLRP costs about h = 110 backward passes of it per page.
-    Receptive field 28 px, about two digit heights at the normalised print size.
+    Receptive field 28 px, about two digit heights at the normalised print size. Bias-free by default: blank
+    paper is zero ink and gives zero maps anyway, and without biases BiLRP is conservative (Proposition 1), so
+    the explanation accounts for the whole similarity score (with biases it explained about half).
     """
     return nn.Sequential(
-        nn.Conv2d(1, width, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(2 * width, 10, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(1, width, 5, padding=2, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, 2 * width, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=bias), nn.ReLU(),
+        nn.Conv2d(2 * width, 10, 3, padding=1, bias=bias), nn.ReLU(),
     )
 
 
@@ -196,7 +198,7 @@ def load_detector_weights(path=None):
         raise WeightsUnavailableError(f"bigram detector weights '{path}' could not be read: {error}") from error
 
 
-def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=True, gamma=0.5, width=16):
+def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=True, gamma=0.5, width=16, normalize=True):
     """The bigram similarity model for tables (Fig. 11B).
 
     Parameters
@@ -211,6 +213,10 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=True, ga
         Append the 10 unigram sums (φ has 110 dimensions, else 100).
     gamma : float
         LRP-γ of every conv layer (0.5 in the paper).
+    normalize : bool
+        Compare unit-length φ (cosine similarity). Raw bigram counts grow with the amount of print on a page, so
+        the plain dot product ranks the fullest tables first whatever they contain (measured on the demo corpus:
+        benchmarks/bench_tables.py); the explanation is exact either way.
 
     Returns
     -------
@@ -221,7 +227,7 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=True, ga
     detector = digit_detector(width)
     if pretrained:
         state, checkpoint = load_detector_weights(weights)
-        detector = digit_detector(int(checkpoint.get("width", width)))
+        detector = digit_detector(int(checkpoint.get("width", width)), any(k.endswith("bias") for k in state))
         detector.load_state_dict(state)
         component_height = float(checkpoint.get("component_height", component_height))
         trained_shifts = tuple(checkpoint.get("shifts", trained_shifts))
@@ -233,14 +239,14 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=True, ga
         return normalise_page(image, component_height)[0]
 
     schedule = {i: gamma for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)}
-    key = f"bigram-{'trained' if pretrained else 'random'}-{110 if unigrams else 100}"
-    model = SimilarityModel(layers, None, preprocess, schedule, zb_index=None, key=key)
+    key = f"bigram-{'trained' if pretrained else 'random'}-{110 if unigrams else 100}{'-cos' if normalize else ''}"
+    model = SimilarityModel(layers, None, preprocess, schedule, zb_index=None, key=key, normalize=normalize)
     model.component_height = component_height
     return model
 
 
 @torch.no_grad()
-def detect_digits(model, image, threshold=0.3):
+def detect_digits(model, image, threshold=0.4):
     """Digits found by the bigram network's detector: local maxima of the maps a_j above ``threshold``.
 
     Parameters

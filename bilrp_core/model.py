@@ -4,6 +4,12 @@ import torch
 from torch import nn
 
 
+def norm_scale(phi):
+    """1/||φ|| per row (0 for a zero vector: a blank page has no similarity to anything), shape (B, 1)."""
+    norm = phi.norm(dim=1, keepdim=True)
+    return torch.where(norm > 0, 1.0 / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(norm))
+
+
 class SimilarityModel(nn.Module):
     """A feature map φ whose dot products are the similarity BiLRP explains.
 
@@ -23,10 +29,13 @@ class SimilarityModel(nn.Module):
         Lowest and highest input values, broadcastable to (1, C, H, W); needed by z^B.
     key : str
         A name saying which model and parameters this is (used as the index/cache key).
+    normalize : bool
+        Divide φ by its norm, so y is the cosine similarity. The norm is a per-image constant for the
+        explanation: BiLRP then explains the cosine exactly as it explains the dot product (same maps, scaled).
     """
 
     def __init__(self, layers, projection=None, preprocess_fn=None, default_gamma=None, zb_index=None,
-                 input_bounds=None, key="similarity-model"):
+                 input_bounds=None, key="similarity-model", normalize=False):
         super().__init__()
         if projection is not None and projection.bias is not None:
             raise ValueError("projection must be an nn.Linear without bias (bias=False): a bias breaks y = <φ, φ'>")
@@ -41,6 +50,7 @@ class SimilarityModel(nn.Module):
             self.register_buffer("input_low", torch.as_tensor(input_bounds[0], dtype=torch.float32))
             self.register_buffer("input_high", torch.as_tensor(input_bounds[1], dtype=torch.float32))
         self.key = key
+        self.normalize = normalize
         self.eval()
 
     @property
@@ -61,10 +71,15 @@ class SimilarityModel(nn.Module):
         """Flattened output of ``layers`` (the representation before the projection)."""
         return self.layers(x).flatten(1)
 
-    def forward(self, x):
-        """φ(x), shape (B, h)."""
+    def unnormalized(self, x):
+        """φ(x) before the optional normalisation, shape (B, h)."""
         feats = self.features(x)
         return self.projection(feats) if self.projection is not None else feats
+
+    def forward(self, x):
+        """φ(x), shape (B, h) (unit length when ``normalize``)."""
+        phi = self.unnormalized(x)
+        return phi * norm_scale(phi) if self.normalize else phi
 
     def similarity(self, x, x2):
         """y(x, x') = <φ(x), φ(x')> for single images (batch 1) — the number BiLRP explains."""

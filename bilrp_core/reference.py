@@ -12,6 +12,7 @@ from torch.autograd.functional import jacobian
 
 from .attribution import sum_pool
 from .composite import rules_for
+from .model import norm_scale
 from .rules import GammaRule, PassRule, ReshapeRule, ZBoxRule, _linear_forward, stabilize
 
 
@@ -61,12 +62,13 @@ def _branch_matrices(model, x, rules):
         matrices.append(_layer_matrix(rule, layer, a))
         a = layer(a)
     feats = a.reshape(-1)
+    scale = float(norm_scale(model.unnormalized(x))[0, 0]) if getattr(model, "normalize", False) else 1.0
     if model.projection is None:
-        return matrices, feats, None
+        return matrices, feats * scale, None
     weight = model.projection.weight
     phi = weight @ feats
     top = _normalise(feats[:, None] * weight.T, phi)  # LRP-0 through the projection
-    return matrices, phi, top
+    return matrices, phi * scale, top
 
 
 def bilrp_reference(model, x, x2, gamma=None, pool=8):

@@ -74,7 +74,7 @@ def test_explanation_runs_and_shapes(print_strip):
 
 def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
     model = bigram_network()
-    assert model.key == "bigram-trained-110"
+    assert model.key == "bigram-trained-110-cos"
     with pytest.raises(WeightsUnavailableError, match="train_bigram"):
         bigram_network(weights=tmp_path / "none.pt")
 

@@ -119,3 +119,18 @@ def test_rejects_a_batch():
     model = small_conv_net(seed=9)
     with pytest.raises(ValueError, match="one input"):
         relevance_factors(model, torch.rand(2, 3, 8, 8, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("project", [True, False])
+def test_normalised_features_explain_the_cosine_exactly(pair, project):
+    model = small_conv_net(seed=10, bias=False)
+    if not project:
+        model.projection = None
+    model.normalize = True
+    x, x2 = pair
+    with torch.no_grad():
+        assert model(x).norm().item() == pytest.approx(1.0)
+        cosine = model.similarity(x, x2)
+    out = bilrp(model, x, x2, gamma=0.3, pool=2)
+    assert out.sum().item() == pytest.approx(cosine.item(), rel=1e-5)
+    assert _rel_err(out, bilrp_reference(model, x, x2, gamma=0.3, pool=2)) <= 1e-5

@@ -1,0 +1,95 @@
+"""Add scans: upload images (with a metadata CSV) or a IIIF manifest; the ingest report says what was skipped."""
+
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+import streamlit as st
+
+from corpus_index.images import write_bytes_atomic
+from explorer import errors, resources
+
+corpus = resources.corpus()
+st.title("Add scans")
+st.caption("Every file is checked by the ingest code (format, size, duplicates); nothing that fails a check "
+           "goes in, and the report below says why. Uploaded files are kept under the corpus root in "
+           f"`{corpus.root / 'uploads'}`.")
+
+
+def upload_folder() -> Path:
+    """A new folder for one upload under ROOT/uploads (time stamp + random suffix: never overwrites)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    folder = corpus.root / "uploads" / f"{stamp}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+def safe_name(name: str, taken: set) -> str:
+    """The file's base name with only safe characters, made unique within the upload."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip(".") or "scan"
+    candidate, number = stem, 1
+    while candidate in taken:
+        candidate = f"{Path(stem).stem}-{number}{Path(stem).suffix}"
+        number += 1
+    taken.add(candidate)
+    return candidate
+
+
+def progress_bar(title: str):
+    """A progress bar and its ``progress(done, total, message)`` callback."""
+    bar = st.progress(0.0, text=title)
+    return lambda done, total, message: bar.progress(min(1.0, done / total) if total else 1.0,
+                                                     text=f"{message} ({done}/{total})")
+
+
+scans_tab, iiif_tab = st.tabs(["Scans and metadata CSV", "IIIF manifest"])
+with scans_tab:
+    files = st.file_uploader("Scans (PNG, JPEG, TIFF)", type=["png", "jpg", "jpeg", "tif", "tiff"],
+                             accept_multiple_files=True, key="add_files")
+    table = st.file_uploader("Metadata CSV (optional)", type=["csv"], key="add_csv",
+                             help="Columns: path (the uploaded file's name), kind, group, book, title, author, "
+                                  "printer, place, year, page; optional label, region (x,y,w,h).")
+    if st.button("Add the scans to the corpus", key="add_scans_go", disabled=not files):
+        with errors.shown("Adding the scans"):
+            folder, taken = upload_folder(), set()
+            for upload in files:
+                write_bytes_atomic(upload.getvalue(), folder / safe_name(upload.name, taken))
+            csv_path = None
+            if table is not None:
+                csv_path = write_bytes_atomic(table.getvalue(), folder / "metadata.csv")
+            report = corpus.ingest_folder(folder, csv_path, progress=progress_bar("checking and indexing …"))
+            st.session_state["add_report"] = report
+
+with iiif_tab:
+    manifest_file = st.file_uploader("Manifest file (JSON)", type=["json", "jsonld"], key="add_manifest")
+    manifest_url = st.text_input("…or manifest URL", placeholder="https://…/manifest.json", key="add_url")
+    max_size = st.number_input("Longest side of fetched images (px)", 400, 6000, 1600, step=100, key="add_max")
+    if st.button("Ingest the manifest", key="add_iiif_go", disabled=not (manifest_file or manifest_url)):
+        with errors.shown("Ingesting the manifest"):
+            if manifest_file is not None:
+                source = write_bytes_atomic(manifest_file.getvalue(), upload_folder() / "manifest.json")
+            else:
+                source = manifest_url.strip()
+            report = corpus.ingest_iiif(source, max_size=int(max_size),
+                                        progress=progress_bar("fetching canvases …"))
+            st.session_state["add_report"] = report
+
+report = st.session_state.get("add_report")
+if report is not None:
+    st.subheader("Ingest report")
+    cols = st.columns(3)
+    cols[0].metric("Added", len(report.added))
+    cols[1].metric("Already in the corpus", len(report.duplicates))
+    cols[2].metric("Skipped", len(report.skipped))
+    outcome = report.to_dataframe()
+    if report.skipped:
+        st.warning("Some files did not go in; the reasons are listed below.")
+    st.dataframe(outcome, hide_index=True)
+    models = corpus.models()
+    if report.added and models and st.button(f"Update the {len(models)} built index(es) with the new items",
+                                             key="add_build"):
+        with errors.shown("Updating the indexes"):
+            for key in models:
+                summary = corpus.build(key, progress=progress_bar(f"{key} …")).summary()
+                st.success(summary.splitlines()[0])

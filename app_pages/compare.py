@@ -1,0 +1,97 @@
+"""Compare models: one pair explained under two models side by side, and a strip of the same pair at several γ."""
+
+import streamlit as st
+
+from bilrp_core.render import draw_pair
+from explorer import config, controls, data, errors, links, resources
+from explorer.choices import model_label
+
+corpus = resources.corpus()
+root = str(corpus.root)
+link = links.read()
+for problem in link["problems"]:
+    st.warning(f"Ignoring part of the link: {problem}")
+st.title("Compare models")
+st.caption("The paper (Sec. 5.3) compares the bigram network with VGG-16 on tables: the bigram network matches "
+           "pairs of digits, VGG-16 also matches borders and layout. Here the same pair is explained under two "
+           "models, and under one model at several γ.")
+
+pair = link["pair"]
+if pair is None:
+    st.info("Open a pair from the Explain or Neighbours page (the link carries ?pair=ID1-ID2).")
+    st.stop()
+originals = None
+with errors.shown("Reading the pair"):
+    originals = [data.image(root, pair[0]), data.image(root, pair[1])]
+    st.markdown(f"Pair **#{pair[0]}** ↔ **#{pair[1]}**")
+if originals is None:
+    st.stop()
+
+TOP = 30
+
+
+def pool_of(model: str) -> int:
+    """The default patch size of a model for this pair (8 px, larger for big inputs such as whole pages)."""
+    return data.default_pool(data.input_shape(root, model, pair[1]))
+
+
+def explained(model: str, gamma, label: str):
+    """The explanation of the pair, computing missing factors with a progress bar."""
+    pool = pool_of(model)
+    data.check_pair_size(data.input_shape(root, model, pair[0]), data.input_shape(root, model, pair[1]), pool)
+    if data.missing_factors(model, pair, gamma, pool):
+        bar = st.progress(0.0, text=f"{label}: computing BiLRP factors …")
+        data.compute_factors(model, pair, gamma, pool,
+                             lambda d, t, m: bar.progress(d / t if t else 1.0, text=f"{label}: {m} ({d}/{t})"))
+        bar.empty()
+    return data.explain(model, pair[0], pair[1], gamma, pool)
+
+
+def ready(model: str, gamma, key: str, what: str) -> bool:
+    """True when the factors are cached, or the user asked to compute them (they can take minutes)."""
+    if not data.missing_factors(model, pair, gamma, pool_of(model)):
+        return True
+    st.caption(f"{what} needs BiLRP factors that are not cached yet (slow for large inputs and deep layers; "
+               "cached afterwards).")
+    return st.button(f"Compute {what}", key=key)
+
+
+sides = st.columns(2, gap="large")
+models = []
+for column, prefix, start, param in ((sides[0], "cmpA", "bigram", None),
+                                     (sides[1], "cmpB", link["model"] or config.default_model(), "model")):
+    with column:
+        model = controls.model_picker(prefix, start, label="Model", param=param)
+        if model is None:
+            continue
+        with errors.shown(f"Explaining under {model}"):
+            if not ready(model, None, f"{prefix}_go", "this explanation"):
+                continue
+            result = explained(model, None, model_label(model))
+            models.append(model)  # only models that work here are offered for the γ strip
+            st.image(data.jpeg_bytes(draw_pair(originals[0], originals[1], result.pair, top=TOP, height=300)),
+                     width="stretch",
+                     caption=f"{model_label(model)} (γ: the paper's schedule), {TOP} strongest pairs")
+            st.markdown(f"y = **{result.score:.5g}**, Σ explanation = **{result.total:.5g}**")
+
+st.subheader("γ strip")
+if not models:
+    st.info("No explanation of this pair is shown above yet.")
+else:
+    model = st.selectbox("Model", models, format_func=model_label, key="cmp_strip_model")
+    links.seed("cmp_gammas", [0.0, 0.1, 0.25, 0.5, 1.0])
+    gammas = sorted(st.multiselect("γ values (one γ for every layer)", [0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0],
+                                   key="cmp_gammas"))
+    with errors.shown("Computing the γ strip"):
+        cached = all(not data.missing_factors(model, pair, g, pool_of(model)) for g in gammas)
+        if gammas and not cached:
+            st.caption("Some of these explanations are not cached yet; computing them takes a while for large "
+                       "inputs and deep layers.")
+        if gammas and (cached or st.button(f"Compute the strip ({len(gammas)} explanations)", key="cmp_strip")):
+            strip = st.columns(len(gammas))
+            for gamma, column in zip(gammas, strip, strict=True):
+                with column:
+                    result = explained(model, gamma, f"γ = {gamma:g}")
+                    st.image(data.jpeg_bytes(draw_pair(originals[0], originals[1], result.pair, top=TOP,
+                                                       height=200)), width="stretch")
+                    st.caption(f"γ = {gamma:g}: Σ = {result.total:.4g}")

@@ -1,0 +1,74 @@
+"""Corpus: counts, filters, a 2-D map of the corpus under a model, and a paged thumbnail gallery."""
+
+import math
+
+import plotly.express as px
+import streamlit as st
+
+from explorer import config, controls, data, errors, links, resources
+from explorer.choices import model_label
+
+corpus = resources.corpus()
+root = str(corpus.root)
+version = resources.data_version(corpus)
+st.title("Corpus")
+
+with errors.shown("Reading the corpus"):
+    everything = data.items(root, version)
+    books = data.filter_values(root, version)["books"]
+    cols = st.columns(4)
+    cols[0].metric("Pages and regions", len(everything))
+    cols[1].metric("Books", len(books))
+    kinds = everything["kind"].fillna("unknown").value_counts()
+    cols[2].metric("Kinds", len(kinds), help=", ".join(f"{k}: {n}" for k, n in kinds.items()))
+    cols[3].metric("Models indexed", len(corpus.models()))
+
+    with st.sidebar:
+        st.subheader("Filters")
+        chosen = controls.filters("corpus", version)
+    shown = data.items(root, version, tuple(sorted(chosen.items())))
+    st.caption(f"{', '.join(f'{n} {k}' for k, n in kinds.items())}. {len(shown)} of {len(everything)} items "
+               "match the filters.")
+
+    st.subheader("Map of the corpus")
+    models = corpus.models()
+    if not models:
+        st.info("No model has been indexed yet; build one on the Neighbours page.")
+    else:
+        default = config.default_model()
+        model = st.selectbox("Model", models, index=models.index(default) if default in models else 0,
+                             format_func=lambda k: f"{model_label(k)}  ({k})", key="corpus_model")
+        points = data.feature_map(root, version, model)
+        points = points[points["id"].isin(shown["id"])]
+        colour = st.radio("Colour by", ["kind", "book", "group", "place", "year"], horizontal=True,
+                          key="corpus_colour")
+        if len(points):
+            figure = px.scatter(points, x="pc1", y="pc2", color=points[colour].astype(str), custom_data=["id"],
+                                hover_data={"id": True, "book": True, "title": True, "year": True, "place": True,
+                                            "printer": True, "page": True, "kind": True, "pc1": False,
+                                            "pc2": False},
+                                labels={"pc1": "PCA 1", "pc2": "PCA 2", "color": colour}, height=480)
+            figure.update_traces(marker={"size": 9, "opacity": 0.8})
+            explained = data.feature_map(root, version, model).attrs.get("explained", math.nan)
+            st.caption(f"PCA of φ(x) under {model_label(model)}; the two axes hold {explained:.0%} of the "
+                       "variance. Click a point to open its neighbours.")
+            event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="corpus_map")
+            picked = event.selection.points if event and event.selection else []
+            if picked:
+                item = picked[0].get("customdata", [None])[0]
+                if item is not None:
+                    links.go("neighbours", item=int(item), model=model)
+
+    st.subheader("Gallery")
+    pages = max(1, math.ceil(len(shown) / config.PAGE_SIZE))
+    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="corpus_page") if pages > 1 else 1
+    start = (int(page) - 1) * config.PAGE_SIZE
+    rows = shown.iloc[start:start + config.PAGE_SIZE]
+    for position, row in enumerate(rows.itertuples(index=False)):
+        if position % 6 == 0:
+            grid = st.columns(6)  # one row of columns per six thumbnails keeps the rows aligned
+        with grid[position % 6]:
+            st.image(data.thumbnail(root, int(row.id)), width="stretch")
+            year = "" if row.year is None or row.year != row.year else f" {int(row.year)}"
+            st.caption(f"#{row.id} · {row.book}{year} · p. {row.page} · {row.kind}")
+            links.button("Neighbours", "neighbours", item=int(row.id))

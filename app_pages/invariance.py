@@ -1,0 +1,100 @@
+"""Invariance: Inv of Eq. (7) per VGG-16 layer over editions of the same page, the similarity matrix with its
+local band, and BiLRP explanations of the pairs that make up the local average (Sec. 5.2 of the paper)."""
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from bilrp_core.invariance import invariance, local_band_mask, local_pairs, similarity_matrix
+from corpus_index.models import VGG_LAYERS
+from explorer import config, data, errors, links, resources
+from explorer.choices import ModelChoice, imagenet_available, imagenet_help, model_label, vgg_base
+
+corpus = resources.corpus()
+root = str(corpus.root)
+version = resources.data_version(corpus)
+st.title("Invariance")
+st.caption("Inv = ⟨y(x, x')⟩ over pairs of transformed versions of a page (the same page in other editions: "
+           "reset type, re-cut or mirrored woodcuts; items of one *group*) ÷ ⟨y(x, x')⟩ over all pairs "
+           "(Eq. 7). Above 1: the model finds editions of a page more alike than pages in general.")
+
+with errors.shown("Reading the groups"):
+    frame = data.items(root, version)
+    frame = frame[frame["group"].notna() & (frame["group"].astype(str) != "")]
+    kinds = sorted(frame["kind"].dropna().astype(str).unique())
+    controls_row = st.columns(4)
+    kind = controls_row[0].selectbox("Kind", ["any", *kinds], key="inv_kind")
+    if kind != "any":
+        frame = frame[frame["kind"] == kind]
+    sizes = frame.groupby("group")["id"].count()
+    groups_available = sorted(sizes[sizes >= 2].index.astype(str))
+    links.seed("inv_groups", min(8, len(groups_available)) or 1)
+    n_groups = controls_row[1].number_input("Groups (editions of a page)", 1, max(1, len(groups_available)),
+                                            key="inv_groups")
+    weights = controls_row[2].radio("VGG-16 weights", ["untrained", "ImageNet"], key="inv_weights")
+    rotation = controls_row[3].checkbox("Rotation/flip-max", key="inv_rot")
+    if weights == "ImageNet" and not imagenet_available():
+        st.warning(imagenet_help())
+        st.stop()
+    if len(groups_available) == 0:
+        st.info("No group holds two or more items: Inv needs transformed versions of the same page.")
+        st.stop()
+    chosen_groups = groups_available[: int(n_groups)]
+    members = frame[frame["group"].astype(str).isin(chosen_groups)].sort_values(["group", "id"])
+    ids = members["id"].astype(int).tolist()
+    groups = members["group"].astype(str).tolist()
+    base = vgg_base(config.default_model(), *config.demo_models())
+    family = "vgg16in" if weights == "ImageNet" else "vgg16"
+    keys = {layer: ModelChoice(family, layer, rotation).key(base) for layer in VGG_LAYERS}
+    st.caption(f"{len(ids)} items in {len(chosen_groups)} groups; models: {model_label(keys[VGG_LAYERS[0]])} "
+               "… at each layer.")
+
+    if st.button("Compute Inv at every layer", key="inv_go") or st.session_state.get("inv_done") == (ids, keys):
+        bar = st.progress(0.0, text="features …")
+        vectors = {}
+        for number, (layer, key) in enumerate(keys.items()):
+            vectors[layer] = data.item_vectors(
+                key, ids, lambda d, t, m, n=number: bar.progress((n + d / max(t, 1)) / len(keys), text=m))
+        bar.empty()
+        st.session_state["inv_done"] = (ids, keys)
+        scores = pd.DataFrame({"layer": [str(layer) for layer in keys],
+                               "Inv": [invariance(vectors[layer], groups) for layer in keys]})
+        bars = px.bar(scores, x="layer", y="Inv", text_auto=".3f", height=320, labels={"layer": "VGG-16 layer"})
+        bars.update_xaxes(type="category")
+        bars.add_hline(y=1.0, line_dash="dot", annotation_text="no invariance (Inv = 1)")
+        st.plotly_chart(bars, key="inv_bars")
+        st.dataframe(scores.set_index("layer").T, width="stretch")
+
+        layer = st.select_slider("Similarity matrix at layer", list(keys), value=list(keys)[-1], key="inv_layer")
+        sim = similarity_matrix(vectors[layer])
+        labels = [f"#{i} {g}" for i, g in zip(ids, groups, strict=True)]
+        figure = go.Figure(go.Heatmap(z=sim, x=labels, y=labels, colorscale="Viridis",
+                                      hovertemplate="%{y} × %{x}<br>y = %{z:.4g}<extra></extra>"))
+        mask = local_band_mask(groups)
+        start = 0
+        for group in dict.fromkeys(groups):  # outline each group's block: the local pairs of Eq. (7)
+            size = groups.count(group)
+            figure.add_shape(type="rect", x0=start - 0.5, x1=start + size - 0.5, y0=start - 0.5,
+                             y1=start + size - 0.5, line={"color": "black", "width": 2})
+            start += size
+        figure.update_layout(height=560, yaxis={"autorange": "reversed"}, xaxis={"showticklabels": False})
+        event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="inv_matrix")
+        st.caption(f"Black outlines: the local band ({int(mask.sum()) // 2} pairs of editions of one page).")
+
+        ranked = local_pairs(sim, groups, n=30)
+        table = pd.DataFrame([{"item A": ids[i], "item B": ids[j], "group": groups[i], "y": s,
+                               "share of local sum": share} for i, j, s, share in ranked])
+        st.subheader("Pairs that make up ⟨y⟩_local")
+        st.dataframe(table, hide_index=True, height=240)
+        clicked = event.selection.points if event and event.selection else []
+        if clicked and "x" in clicked[0] and "y" in clicked[0]:
+            a, b = labels.index(clicked[0]["y"]), labels.index(clicked[0]["x"])
+            links.go("explain", pair=(ids[a], ids[b]), model=keys[layer])
+        options = [(ids[i], ids[j]) for i, j, _, _ in ranked]
+        if options:
+            chosen = st.selectbox("Explain a pair", options, format_func=lambda p: f"#{p[0]} ↔ #{p[1]}",
+                                  key="inv_pair")
+            links.button("Explain this pair", "explain", pair=chosen, model=keys[layer])
+    else:
+        st.info(f"Computes φ of {len(ids)} items at the 5 layers (stored features are reused).")

@@ -1,0 +1,185 @@
+"""Model keys and γ schedules as the app offers them (plain Python: no Streamlit, testable on its own).
+
+The app composes a model key (:mod:`corpus_index.models` grammar) from a few choices — family, VGG layer,
+rotation/flip-max — and keeps h, seed and input size of the configured default model. γ is chosen as the model's
+own schedule, one global value, or one value per block of layers; it travels in deep links as text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from corpus_index.models import VGG_LAYERS, ModelSpec, canonical_key, parse_model_key
+
+BIGRAM = "bigram"
+FAMILIES = {
+    "bigram": "Bigram network (digit pairs in tables)",
+    "vgg16in": "VGG-16, ImageNet weights",
+    "vgg16": "Untrained VGG-16 (demonstration)",
+}
+VGG_WEIGHTS_FILE = "vgg16-397923af.pth"
+# The authors' blocks of VGG-16 feature layers and their γ (bilrp_core.vgg.vgg_gamma).
+VGG_BLOCKS = ((0, 10, "layers 1–10"), (11, 17, "layers 11–17"), (18, 24, "layers 18–24"), (25, 31, "layers 25–31"))
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the user picked: family ('bigram', 'vgg16' or 'vgg16in'), VGG layer and rotation/flip-max."""
+
+    family: str
+    layer: int | None = None
+    rotation_max: bool = False
+
+    def key(self, base: ModelSpec) -> str:
+        """The model key of this choice, with h / seed / input size taken from ``base`` (a VGG spec)."""
+        if self.family == BIGRAM:
+            return ModelSpec("bigram", rotation_max=self.rotation_max).key
+        weights = "imagenet" if self.family == "vgg16in" else None
+        return ModelSpec("vgg16", layer=self.layer, proj_dim=base.proj_dim or 100, seed=base.seed or 0,
+                         image_size=base.image_size or 128, weights=weights, rotation_max=self.rotation_max).key
+
+
+def choice_of(key: str) -> ModelChoice:
+    """The :class:`ModelChoice` a model key stands for."""
+    spec = parse_model_key(key)
+    if spec.family == "bigram":
+        return ModelChoice(BIGRAM, None, spec.rotation_max)
+    if spec.family != "vgg16":
+        raise ValueError(f"model {key!r} is not one the explorer offers (bigram or VGG-16)")
+    return ModelChoice("vgg16in" if spec.weights == "imagenet" else "vgg16", spec.layer, spec.rotation_max)
+
+
+def vgg_base(*keys: str) -> ModelSpec:
+    """The first VGG spec among ``keys`` (its h, seed and size are kept when the layer changes)."""
+    for key in keys:
+        try:
+            spec = parse_model_key(key)
+        except ValueError:
+            continue
+        if spec.family == "vgg16":
+            return spec
+    return ModelSpec("vgg16", layer=17, proj_dim=100, seed=0, image_size=128)
+
+
+def with_proj_dim(key: str, proj_dim: int) -> str:
+    """``key`` with another h (VGG only; other keys are returned unchanged)."""
+    spec = parse_model_key(key)
+    if spec.family != "vgg16":
+        return key
+    return dataclasses.replace(spec, proj_dim=int(proj_dim)).key
+
+
+def imagenet_weights_path() -> Path:
+    """Where torchvision looks for the VGG-16 ImageNet weights (nothing is ever downloaded by the app)."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG_WEIGHTS_FILE
+
+
+def imagenet_available() -> bool:
+    """Whether VGG-16 ImageNet weights are on this machine."""
+    return imagenet_weights_path().is_file()
+
+
+def imagenet_help() -> str:
+    """How to provide the ImageNet weights offline."""
+    return (f"VGG-16 ImageNet weights are not on this machine. To use them, copy `{VGG_WEIGHTS_FILE}` "
+            f"(from https://download.pytorch.org/models/{VGG_WEIGHTS_FILE}) to `{imagenet_weights_path()}` "
+            "(torchvision's cache; set TORCH_HOME to use another folder) and reload this page. "
+            "Until then the untrained VGG-16 shows how the method works, but its similarities mean little.")
+
+
+def model_label(key: str) -> str:
+    """A short human-readable name of a model key."""
+    try:
+        spec = parse_model_key(key)
+    except ValueError:
+        return key
+    rot = " + rotation/flip-max" if spec.rotation_max else ""
+    if spec.family == "bigram":
+        return f"Bigram network{rot}"
+    if spec.family != "vgg16":
+        return key
+    weights = "ImageNet" if spec.weights == "imagenet" else "untrained"
+    return f"VGG-16 {weights}, layer {spec.layer}, h = {spec.proj_dim}, {spec.image_size} px{rot}"
+
+
+# -- γ ------------------------------------------------------------------------------------------------------------
+def blocks_for(schedule: dict, key: str) -> list[tuple[str, list[int], float]]:
+    """Groups of layers that share one γ slider: VGG blocks, else one group per layer.
+
+    Parameters
+    ----------
+    schedule : dict
+        The model's resolved default schedule {layer index (str or int): γ}.
+    key : str
+        The model key.
+
+    Returns
+    -------
+    list of (label, layer indices, default γ)
+    """
+    layers = sorted(int(i) for i in schedule)
+    try:
+        vgg = parse_model_key(key).family == "vgg16"
+    except ValueError:
+        vgg = False
+    if not vgg:
+        return [(f"layer {i}", [i], float(schedule[str(i)] if str(i) in schedule else schedule[i])) for i in layers]
+    blocks = []
+    for low, high, label in VGG_BLOCKS:
+        members = [i for i in layers if low <= i <= high]
+        if members:
+            value = schedule[str(members[0])] if str(members[0]) in schedule else schedule[members[0]]
+            blocks.append((label, members, float(value)))
+    return blocks
+
+
+def schedule_from_blocks(blocks: list[tuple[str, list[int], float]], values: list[float]) -> dict[int, float]:
+    """{layer index: γ} from one value per block."""
+    return {i: float(v) for (_, members, _), v in zip(blocks, values, strict=True) for i in members}
+
+
+def encode_gamma(gamma) -> str:
+    """γ as deep-link text: ``default``, ``0.25``, or ``2:0.5,5:0.5,…``."""
+    if gamma is None:
+        return "default"
+    if isinstance(gamma, dict):
+        return ",".join(f"{int(k)}:{float(v):g}" for k, v in sorted(gamma.items(), key=lambda kv: int(kv[0])))
+    return f"{float(gamma):g}"
+
+
+def parse_gamma(text: str | None):
+    """Inverse of :func:`encode_gamma`; raises ValueError naming the bad part."""
+    if text is None or text in ("", "default"):
+        return None
+    try:
+        if ":" not in text:
+            return _check_gamma(float(text))
+        return {int(k): _check_gamma(float(v)) for k, v in (part.split(":") for part in text.split(","))}
+    except ValueError as error:
+        raise ValueError(f"gamma {text!r} in the link is not 'default', a number or 'layer:γ,…' ({error})") from None
+
+
+def _check_gamma(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"γ must be a number ≥ 0, got {value}")
+    return value
+
+
+def valid_key(key: str | None) -> str | None:
+    """The canonical key, or None when ``key`` is missing or malformed."""
+    if not key:
+        return None
+    try:
+        return canonical_key(key)
+    except ValueError:
+        return None
+
+
+__all__ = ["BIGRAM", "FAMILIES", "VGG_LAYERS", "ModelChoice", "blocks_for", "choice_of", "encode_gamma",
+           "imagenet_available", "imagenet_help", "imagenet_weights_path", "model_label", "parse_gamma",
+           "schedule_from_blocks", "valid_key", "vgg_base", "with_proj_dim"]

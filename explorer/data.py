@@ -1,0 +1,261 @@
+"""Cached reads of the corpus for the pages (``st.cache_data``); every computation is done by corpus_index.
+
+Keys carry the root and the corpus ``data_version`` (see :mod:`explorer.resources`), so cached tables never
+outlive an ingest or a build. Explanations are keyed by model, pair, γ and patch size: their factors are cached
+on disk by the Corpus, the pair matrix is one matrix product.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from explorer.choices import encode_gamma, parse_gamma
+from explorer.resources import corpus
+
+Progress = Callable[[int, int, str], None]
+FILTER_NAMES = ("kind", "book", "year_min", "year_max", "place", "printer")
+
+
+def clean_filters(filters: dict) -> dict:
+    """Only the filters that are set."""
+    return {k: v for k, v in filters.items() if k in FILTER_NAMES and v not in (None, "", "any")}
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def items(root: str, version: tuple, filters: tuple = ()) -> pd.DataFrame:
+    """Items matching the filters (a tuple of (name, value) pairs)."""
+    return corpus().items(**dict(filters))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def filter_values(root: str, version: tuple) -> dict:
+    """The values each filter can take: kinds, books, places, printers, and the year range."""
+    frame = corpus().items()
+    values = {name: sorted(str(v) for v in frame[name].dropna().unique()) for name in ("kind", "book", "place",
+                                                                                      "printer")}
+    years = frame["year"].dropna()
+    values["years"] = (int(years.min()), int(years.max())) if len(years) else None
+    values["books"] = corpus().store.books()
+    return values
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def thumbnail(root: str, item_id: int) -> bytes:
+    """The thumbnail of an item as JPEG bytes (sent as they are: no re-encoding on every run)."""
+    return jpeg_bytes(corpus().thumbnail(int(item_id)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def preview(root: str, item_id: int, size: int = 520) -> bytes:
+    """An item's image scaled to ``size`` px on its longest side, as JPEG bytes."""
+    picture = corpus().image(int(item_id))
+    picture.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return jpeg_bytes(picture)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def image(root: str, item_id: int) -> Image.Image:
+    """The full image of an item."""
+    return corpus().image(int(item_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def feature_map(root: str, version: tuple, model_key: str) -> pd.DataFrame:
+    """2-D PCA of the model's features (numpy SVD) joined with item metadata; empty if not built."""
+    ids, vectors = corpus().features(model_key).load()
+    if len(ids) < 2:
+        return pd.DataFrame(columns=["id", "pc1", "pc2"])
+    centred = vectors.astype(np.float64) - vectors.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    coords = u[:, :2] * s[:2]
+    if coords.shape[1] < 2:
+        coords = np.hstack([coords, np.zeros((len(ids), 1))])
+    share = (s[:2] ** 2).sum() / max((s**2).sum(), 1e-12)
+    frame = pd.DataFrame({"id": ids.astype(np.int64), "pc1": coords[:, 0], "pc2": coords[:, 1]})
+    frame = frame.merge(corpus().items().drop(columns=["hash"], errors="ignore"), on="id", how="left")
+    frame.attrs["explained"] = float(share)
+    return frame
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def search(root: str, version: tuple, model_key: str, item_id: int, k: int, exclude_same_book: bool,
+           filters: tuple = ()) -> pd.DataFrame:
+    """Neighbours of a corpus item."""
+    return corpus().search(model_key, item_id=int(item_id), k=int(k), exclude_same_book=exclude_same_book,
+                           **dict(filters))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def search_image(root: str, version: tuple, model_key: str, image_bytes: bytes, k: int,
+                 filters: tuple = ()) -> pd.DataFrame:
+    """Neighbours of an uploaded scan (validated by corpus_index)."""
+    from corpus_index.images import open_validated
+
+    return corpus().search(model_key, image=open_validated(image_bytes), k=int(k), **dict(filters))
+
+
+def schedule(model_key: str, gamma) -> dict:
+    """The resolved γ schedule {layer index (str): γ} of a model for a γ choice."""
+    from corpus_index.factor_cache import resolve_schedule
+    from corpus_index.models import load_model
+
+    return resolve_schedule(load_model(model_key), gamma)
+
+
+def missing_factors(model_key: str, item_ids, gamma, pool) -> list[int]:
+    """Items whose BiLRP factors are not cached yet for this model, γ and patch size."""
+    sched = schedule(model_key, gamma)
+    cache = corpus().factor_cache
+    return [int(i) for i in item_ids if not cache.path(model_key, sched, pool, int(i)).exists()]
+
+
+def compute_factors(model_key: str, item_ids, gamma, pool, progress: Progress | None = None) -> None:
+    """Compute (and cache) the factors of items that have none yet, reporting progress item by item."""
+    todo = missing_factors(model_key, item_ids, gamma, pool)
+    for number, item_id in enumerate(todo):
+        if progress is not None:
+            progress(number, len(todo), f"BiLRP factors of item {item_id} ({model_key})")
+        corpus().factors(model_key, item_id=item_id, gamma=gamma, pool=pool)
+    if progress is not None and todo:
+        progress(len(todo), len(todo), "factors ready")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)  # pair matrices can be tens of MB for large inputs
+def explanation(root: str, model_key: str, id1: int, id2: int, gamma_text: str, pool: int):
+    """The Corpus' Explanation of a pair (factors from the disk cache, computed on first use)."""
+    return corpus().explain(model_key, int(id1), int(id2), gamma=parse_gamma(gamma_text), pool=int(pool))
+
+
+def explain(model_key: str, id1: int, id2: int, gamma, pool: int, progress: Progress | None = None):
+    """An explanation, computing missing factors first so their progress can be shown."""
+    compute_factors(model_key, (id1, id2), gamma, pool, progress)
+    return explanation(str(corpus().root), model_key, int(id1), int(id2), encode_gamma(gamma), int(pool))
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def _computed_vector(root: str, model_key: str, item_id: int) -> np.ndarray:
+    return corpus().query_vector(model_key, image=corpus().image(int(item_id)))
+
+
+def item_vectors(model_key: str, item_ids, progress: Progress | None = None) -> np.ndarray:
+    """φ of items (n, h): stored features where built, else computed for just these items (with progress)."""
+    item_ids = [int(i) for i in item_ids]
+    ids, vectors = corpus().features(model_key).load(item_ids)
+    found = dict(zip(ids.tolist(), vectors, strict=True))
+    missing = [i for i in item_ids if i not in found]
+    for number, item_id in enumerate(missing):
+        if progress is not None:
+            progress(number, len(missing), f"features of item {item_id} ({model_key})")
+        found[item_id] = _computed_vector(str(corpus().root), model_key, item_id)
+    return np.stack([np.asarray(found[i], dtype=np.float32) for i in item_ids])
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    """A PIL image as PNG bytes (for downloads)."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(picture: Image.Image, quality: int = 92) -> bytes:
+    """A PIL image as JPEG bytes for display: encoding is ~50× faster than PNG and the page loads faster."""
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def explain_upload(root: str, model_key: str, image_bytes: bytes, item_id: int, gamma_text: str, pool: int):
+    """Explanation of (uploaded scan, corpus item): the upload's factors are computed, the item's cached."""
+    import bilrp_core
+    from corpus_index.factor_cache import Explanation, model_input_image, resolve_schedule
+    from corpus_index.images import open_validated
+    from corpus_index.models import load_model
+
+    gamma = parse_gamma(gamma_text)
+    model = load_model(model_key)
+    upload = open_validated(image_bytes)
+    factors1 = corpus().factors(model_key, image=upload, gamma=gamma, pool=pool)
+    factors2 = corpus().factors(model_key, item_id=int(item_id), gamma=gamma, pool=pool)
+    pair = bilrp_core.pair_matrix(torch_tensor(factors1), torch_tensor(factors2)).numpy()
+    phi1 = corpus().query_vector(model_key, image=upload)
+    phi2 = corpus().query_vector(model_key, image=corpus().image(int(item_id)))
+    item_image = corpus().image(int(item_id))
+    return Explanation(pair=pair, score=float(np.dot(phi1.astype(np.float64), phi2.astype(np.float64))),
+                       total=float(pair.sum(dtype=np.float64)),
+                       image1=model_input_image(model, model.preprocess(upload)),
+                       image2=model_input_image(model, model.preprocess(item_image)), model_key=model_key,
+                       gamma=resolve_schedule(model, gamma), pool=pool, ids=(None, int(item_id)))
+
+
+def torch_tensor(array):
+    """numpy -> torch without a copy."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def original_geometry(item: dict | None, fallback: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(size, offset) of an item in its source image: a region item is offset by its region's corner."""
+    if not item:
+        return fallback, (0, 0)
+    from corpus_index.store import parse_region
+
+    region = parse_region(item.get("region"))
+    if region is not None:
+        return (int(region[2]), int(region[3])), (int(region[0]), int(region[1]))
+    width, height = item.get("width"), item.get("height")
+    return ((int(width), int(height)) if width and height else fallback), (0, 0)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def load_upload(image_bytes: bytes) -> Image.Image:
+    """An uploaded scan, validated by corpus_index (format, size limit) and converted to RGB."""
+    from corpus_index.images import open_validated
+
+    return open_validated(image_bytes)
+
+
+POOLS = (4, 8, 16, 32, 64)
+MAX_PATCHES = 32 * 32  # default patch size keeps each image's grid at most this many patches
+MAX_PAIR_CELLS = 8_000_000  # largest pair matrix (H1·W1·H2·W2 floats, 32 MB) the app computes
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def input_shape(root: str, model_key: str, item_id: int) -> tuple[int, int]:
+    """(H, W) of an item as the model's input (pages keep their size for the bigram network)."""
+    from corpus_index.models import load_model
+
+    x = load_model(model_key).preprocess(corpus().image(int(item_id)))
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
+def grid(shape: tuple[int, int], pool: int) -> tuple[int, int]:
+    """The patch grid of an input of ``shape`` at patch size ``pool``."""
+    return -(-shape[0] // pool), -(-shape[1] // pool)
+
+
+def default_pool(shape: tuple[int, int]) -> int:
+    """The paper's 8-px patches, or larger ones for big inputs so the grid stays ≤ 32 × 32 patches."""
+    for pool in POOLS[1:]:
+        rows, cols = grid(shape, pool)
+        if rows * cols <= MAX_PATCHES:
+            return pool
+    return POOLS[-1]
+
+
+def check_pair_size(shape1: tuple[int, int], shape2: tuple[int, int], pool: int) -> None:
+    """Refuse patch sizes whose pair matrix would not fit in memory comfortably (ValueError with the fix)."""
+    (r1, c1), (r2, c2) = grid(shape1, pool), grid(shape2, pool)
+    if r1 * c1 * r2 * c2 > MAX_PAIR_CELLS:
+        smallest = next((p for p in POOLS if np.prod(grid(shape1, p)) * np.prod(grid(shape2, p)) <= MAX_PAIR_CELLS),
+                        POOLS[-1])
+        raise ValueError(f"{pool}-px patches give a {r1}×{c1} by {r2}×{c2} pair matrix for these inputs "
+                         f"({shape1[0]}×{shape1[1]} and {shape2[0]}×{shape2[1]} px): too large to show; choose "
+                         f"a patch size of {smallest} px or more")

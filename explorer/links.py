@@ -1,0 +1,130 @@
+"""Deep links: the URL carries the page (its path), the query item, the pair, the model and γ.
+
+``?item=12&model=vgg16-L17-h100-seed0&gamma=0.25`` on ``/neighbours``, ``?pair=12-34&model=…`` on ``/explain``.
+Pages read the link with :func:`read` and seed their widgets from it (:func:`seed`), then write the widgets'
+values back with :func:`write`, so the address bar always reproduces what is on screen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import streamlit as st
+
+from explorer.choices import encode_gamma, parse_gamma, valid_key
+
+PAGES = {"corpus": "app_pages/corpus.py", "neighbours": "app_pages/neighbours.py",
+         "explain": "app_pages/explain.py", "compare": "app_pages/compare.py",
+         "invariance": "app_pages/invariance.py", "add": "app_pages/add_scans.py"}
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def parse_pair(text: str | None) -> tuple[int, int] | None:
+    """``"12-34"`` -> (12, 34); None when missing or malformed."""
+    if not text or "-" not in text:
+        return None
+    first, _, second = text.partition("-")
+    a, b = _int(first), _int(second)
+    return (a, b) if a is not None and b is not None else None
+
+
+def read() -> dict[str, Any]:
+    """The link's values, validated: item (int), pair ((int, int)), model (canonical key), gamma, problems."""
+    params = st.query_params
+    link: dict[str, Any] = {"item": _int(params.get("item")), "pair": parse_pair(params.get("pair")),
+                            "model": valid_key(params.get("model")), "gamma": None, "problems": []}
+    if params.get("item") and link["item"] is None:
+        link["problems"].append(f"item {params.get('item')!r} is not a whole number")
+    if params.get("pair") and link["pair"] is None:
+        link["problems"].append(f"pair {params.get('pair')!r} is not of the form 12-34")
+    if params.get("model") and link["model"] is None:
+        link["problems"].append(f"model {params.get('model')!r} is not a known model key")
+    try:
+        link["gamma"] = parse_gamma(params.get("gamma"))
+    except ValueError as error:
+        link["problems"].append(str(error))
+    return link
+
+
+def _encoded(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if name == "gamma":
+        return encode_gamma(value)
+    if name == "pair":
+        return f"{int(value[0])}-{int(value[1])}"
+    return str(value)
+
+
+def write(**values: Any) -> None:
+    """Put values in the URL (None removes a key); γ and pairs are encoded as :func:`read` expects.
+
+    What was written is remembered, so that :func:`seed` can tell the page's own echo from a new link.
+    """
+    written = st.session_state.setdefault("_link_written", {})
+    for name, value in values.items():
+        text = _encoded(name, value)
+        written[name] = text
+        if text is None:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif st.query_params.get(name) != text:
+            st.query_params[name] = text
+
+
+def seed(widget_key: str, value: Any, *params: str) -> None:
+    """Give a widget its starting value: from the link when the link changed, else only when it has none.
+
+    Parameters
+    ----------
+    widget_key : str
+        The widget's key.
+    value : any
+        The value the link (or the default) asks for; None leaves the widget as it is.
+    *params : str
+        The query parameters ``value`` was derived from. The widget is reset when one of them changed since
+        the last run — unless the change is the page's own :func:`write` of the widget's value (its echo), so a
+        widget the user just moved is never pulled back.
+    """
+    marker = f"_link_{widget_key}"
+    source = tuple(st.query_params.get(p) for p in params)
+    written = st.session_state.get("_link_written", {})
+    echo = bool(params) and all(p in written and written[p] == st.query_params.get(p) for p in params)
+    changed = marker in st.session_state and st.session_state[marker] != source and not echo
+    if value is not None and (widget_key not in st.session_state or changed):
+        st.session_state[widget_key] = value
+    st.session_state[marker] = source
+
+
+def go(page: str, **params: Any) -> None:
+    """Open another page with a deep link (stops this run)."""
+    query = {name: _encoded(name, value) for name, value in params.items() if value is not None}
+    st.switch_page(PAGES[page], query_params=query)
+
+
+GOTO = "goto|"
+
+
+def button(label: str, page: str, container=None, help: str | None = None, **params: Any) -> None:
+    """A button that opens ``page`` with a deep link.
+
+    Its key names the target (``goto|page|query``), so ``app.py`` (:func:`follow`) sees the click at the top of
+    the next run and opens the page at once, without re-running the page the button is on.
+    """
+    query = urlencode({name: _encoded(name, value) for name, value in params.items() if value is not None})
+    (container or st).button(label, key=f"{GOTO}{page}|{query}", help=help)
+
+
+def follow() -> None:
+    """Open the page a :func:`button` asks for, if one was just clicked (stops this run)."""
+    for key in list(st.session_state.keys()):
+        if isinstance(key, str) and key.startswith(GOTO) and st.session_state[key] is True:
+            page, _, query = key[len(GOTO):].partition("|")
+            st.switch_page(PAGES[page], query_params=dict(parse_qsl(query)))

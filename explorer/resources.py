@@ -1,0 +1,127 @@
+"""Objects shared by every browser session: the open :class:`~corpus_index.corpus.Corpus` and its first build.
+
+``st.cache_resource`` makes one :class:`Shared` per corpus root for the whole server, so two sessions see the
+same index; a lock makes sure only one of them builds the demo corpus (the other waits and shows why). The
+``data_version`` of the corpus (items, built indexes) is part of every cached-data key, so results computed
+before an ingest or a build are never shown after it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from corpus_index.corpus import Corpus
+from explorer import config
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Shared:
+    """Per-root state shared across sessions."""
+
+    root: Path
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    corpus: Corpus | None = None
+    failed_models: dict[str, str] = field(default_factory=dict)  # model key -> why it could not be built
+    notes: list[str] = field(default_factory=list)
+    warmed: bool = False
+
+
+@st.cache_resource(show_spinner=False)
+def shared(root: str) -> Shared:
+    """The one :class:`Shared` of ``root`` in this server process."""
+    return Shared(Path(root))
+
+
+def demo_needed(root: Path) -> bool:
+    """Whether ``root`` holds no corpus with items yet (so the demo corpus is built there)."""
+    if not (root / "corpus.sqlite").is_file():
+        return True
+    corpus = Corpus.open(root)
+    try:
+        return corpus.count() == 0
+    finally:
+        corpus.close()
+
+
+def missing_demo_models(state: Shared) -> list[str]:
+    """Demo models of a demo root that have no index yet (an interrupted first start resumes them)."""
+    if not (state.root / "demo-source").is_dir() or state.corpus is None:
+        return []
+    built = set(state.corpus.models())
+    return [k for k in config.demo_models() if k not in built and k not in state.failed_models]
+
+
+def build_demo(state: Shared, progress: Progress) -> list[str]:
+    """Generate, ingest and index the demo corpus in ``state.root``; returns notes for the user.
+
+    Models that cannot be built (e.g. weights missing) are recorded in ``state.failed_models`` and skipped;
+    the corpus opens anyway.
+    """
+    from corpus_index.models import canonical_key
+
+    root = state.root
+    source = root / "demo-source"
+    notes = []
+    if state.corpus is None:
+        if not (source / "metadata.csv").is_file():
+            from corpus_index.synthetic import generate_corpus  # the demo generator (corpus_index.synthetic)
+
+            generate_corpus(source, books=config.demo_books(), seed=config.demo_seed(), progress=progress)
+        corpus = Corpus.open(root, create=True)
+        report = corpus.ingest_folder(source, source / "metadata.csv", progress=progress)
+        notes.append(report.summary().splitlines()[0])
+        state.corpus = corpus
+    for key in missing_demo_models(state):
+        try:
+            report = state.corpus.build(key, progress=progress)
+            notes.append(report.summary().splitlines()[0])
+        except Exception as error:  # one unavailable model must not keep the explorer from opening
+            state.failed_models[canonical_key(key)] = f"{type(error).__name__}: {error}"
+            notes.append(f"model {key} could not be built: {error}")
+    state.notes = notes
+    return notes
+
+
+def open_corpus(state: Shared) -> Corpus:
+    """Open an existing corpus root once per server."""
+    if state.corpus is None:
+        state.corpus = Corpus.open(state.root)
+    return state.corpus
+
+
+def warm_up(state: Shared) -> None:
+    """Load the default model in the background once per server, so the first explanation does not wait for it."""
+    if state.warmed:
+        return
+    state.warmed = True
+
+    def load() -> None:
+        from corpus_index.models import load_model
+
+        try:
+            load_model(config.default_model())
+        except Exception:  # shown to the user when a page actually needs the model
+            pass
+
+    threading.Thread(target=load, name="sphaera-warm-up", daemon=True).start()
+
+
+def corpus() -> Corpus:
+    """The corpus of the configured root (opened by ``app.py`` before any page runs)."""
+    state = shared(str(config.root()))
+    return open_corpus(state)
+
+
+def data_version(corpus: Corpus) -> tuple:
+    """Changes whenever items are added or an index is rebuilt: part of every cached-data key."""
+    indexes = corpus.root / "indexes"
+    stamps = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in indexes.glob("*.faiss"))) if indexes.is_dir() \
+        else ()
+    return corpus.count(), stamps
