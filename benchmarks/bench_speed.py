@@ -6,12 +6,11 @@ For VGG-16 at layers 17 and 31, 128×128 inputs, h = 100, random weights:
   e.g. the authors', works), its time and the relative error between the two;
 - peak resident memory of the factor computation at L17 (measured in a fresh subprocess per setting).
 
-Usage: .venv/bin/python benchmarks/bench_speed.py [--repeats 3]   (writes benchmarks/results/speed.json)
+Usage: .venv/bin/python benchmarks/bench_speed.py [--repeats 3] [--memory-only]   (writes benchmarks/results/speed.json)
 """
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -58,20 +57,24 @@ def measure_layer(layer, repeats, h=100, size=128):
     }
 
 
-def _peak_memory_child(layer, chunk):
-    model = vgg16_similarity(layer=layer, proj_dim=100, image_size=128)
-    x = torch.randn(1, 3, 128, 128)
-    with torch.no_grad():
-        model(x)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    relevance_factors(model, x, chunk_size=chunk)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_mb": after / 1024, "model_rss_mb": before / 1024}))
+MEMORY_PROBE = """
+import json, resource, sys, torch
+sys.path.insert(0, {root!r})
+from bilrp_core import relevance_factors, vgg16_similarity
+model = vgg16_similarity(layer={layer}, proj_dim=100, image_size=128)
+x = torch.randn(1, 3, 128, 128)
+with torch.no_grad():
+    model(x)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+relevance_factors(model, x, chunk_size={chunk})
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"peak_rss_mb": after / 1024, "model_rss_mb": before / 1024}}))
+"""
 
 
 def peak_memory(layer, chunk):
-    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.bench_speed import _peak_memory_child; " \
-           f"_peak_memory_child({layer}, {chunk!r})"
+    """Peak resident memory (MB) of a fresh process computing one image's factors, and before computing them."""
+    code = MEMORY_PROBE.format(root=str(ROOT), layer=layer, chunk=chunk)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -79,8 +82,13 @@ def peak_memory(layer, chunk):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-only", action="store_true", help="re-measure only the peak memory")
     args = parser.parse_args()
-    results = {"torch_threads": torch.get_num_threads(), "layers": [measure_layer(L, args.repeats) for L in (17, 31)]}
+    if args.memory_only:
+        results = json.loads(RESULTS.read_text())
+    else:
+        results = {"torch_threads": torch.get_num_threads(),
+                   "layers": [measure_layer(L, args.repeats) for L in (17, 31)]}
     results["memory_L17"] = {str(c): peak_memory(17, c) for c in (None, 100)}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))

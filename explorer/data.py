@@ -172,33 +172,11 @@ def jpeg_bytes(picture: Image.Image, quality: int = 92) -> bytes:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def explain_upload(root: str, model_key: str, image_bytes: bytes, item_id: int, gamma_text: str, pool: int):
-    """Explanation of (uploaded scan, corpus item): the upload's factors are computed, the item's cached."""
-    import bilrp_core
-    from corpus_index.factor_cache import Explanation, model_input_image, resolve_schedule
+    """Explanation of (uploaded scan, corpus item) through the facade (the item's factors come from the cache)."""
     from corpus_index.images import open_validated
-    from corpus_index.models import load_model
 
-    gamma = parse_gamma(gamma_text)
-    model = load_model(model_key)
-    upload = open_validated(image_bytes)
-    factors1 = corpus().factors(model_key, image=upload, gamma=gamma, pool=pool)
-    factors2 = corpus().factors(model_key, item_id=int(item_id), gamma=gamma, pool=pool)
-    pair = bilrp_core.pair_matrix(torch_tensor(factors1), torch_tensor(factors2)).numpy()
-    phi1 = corpus().query_vector(model_key, image=upload)
-    phi2 = corpus().query_vector(model_key, image=corpus().image(int(item_id)))
-    item_image = corpus().image(int(item_id))
-    return Explanation(pair=pair, score=float(np.dot(phi1.astype(np.float64), phi2.astype(np.float64))),
-                       total=float(pair.sum(dtype=np.float64)),
-                       image1=model_input_image(model, model.preprocess(upload)),
-                       image2=model_input_image(model, model.preprocess(item_image)), model_key=model_key,
-                       gamma=resolve_schedule(model, gamma), pool=pool, ids=(None, int(item_id)))
-
-
-def torch_tensor(array):
-    """numpy -> torch without a copy."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return corpus().explain_image(model_key, open_validated(image_bytes), int(item_id), gamma=parse_gamma(gamma_text),
+                                  pool=pool)
 
 
 def original_geometry(item: dict | None, fallback: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -40,6 +40,13 @@ def test_gallery_neighbours_explain_gamma_and_csv(tmp_path):
         other.screenshot(path=ARTIFACTS / "browser-0-second-session-waits.png")
         expect(page.get_by_role("heading", name="Corpus", exact=True)).to_be_visible(timeout=300_000)
         wait_idle(page)
+        # AppTest cannot see charts or images: check here that the corpus map is drawn with one point per page
+        # and that gallery thumbnails load.
+        expect(page.locator(".js-plotly-plot .scatterlayer .point").first).to_be_attached(timeout=60_000)
+        assert page.locator(".js-plotly-plot .scatterlayer .point").count() >= 10
+        page.locator("[data-testid=stImage] img").first.scroll_into_view_if_needed()
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')]"
+                               ".some(img => img.complete && img.naturalWidth > 0)", timeout=60_000)
         page.screenshot(path=ARTIFACTS / "browser-1-corpus.png", full_page=True)
         expect(other.get_by_role("heading", name="Corpus", exact=True)).to_be_visible(timeout=60_000)
         wait_idle(other)
@@ -62,6 +69,9 @@ def test_gallery_neighbours_explain_gamma_and_csv(tmp_path):
         assert first == item and second != item
         expect(page.get_by_text("Share explained")).to_be_visible(timeout=120_000)
         wait_idle(page)
+        # the pair explanation and both heatmaps are real, loaded images
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')]"
+                               ".filter(img => img.complete && img.naturalWidth > 100).length >= 3", timeout=60_000)
         page.screenshot(path=ARTIFACTS / "browser-3-explain.png", full_page=True)
 
         # Move the γ control: one global γ, then the slider three steps to the right with the keyboard.
