@@ -6,7 +6,7 @@ typeface is held out (never seen in training) so that detection can be evaluated
 
 Usage::
 
-    python -m corpus_index.train_bigram --out bilrp_core/weights/bigram_detector.pt [--steps 2500] [--seed 0]
+    python -m corpus_index.train_bigram --out bilrp_core/weights/bigram_detector.pt [--steps 3000] [--seed 0]
 """
 
 import argparse
@@ -71,7 +71,7 @@ def make_dataset(n, seed, fonts, progress=None):
     return torch.from_numpy(np.stack(inks))[:, None], torch.from_numpy(np.stack(targets))
 
 
-def train(out, steps=2500, n_patches=3000, seed=0, batch_size=32, lr=2e-3, held_out=HELD_OUT, width=16, log=print):
+def train(out, steps=3000, n_patches=4000, seed=0, batch_size=32, lr=2e-3, held_out=HELD_OUT, width=16, log=print):
     """Train and save the detector; returns the checkpoint dict."""
     fonts = [name for name in TYPEFACES if name != held_out]
     if not fonts:
@@ -114,8 +114,8 @@ def train(out, steps=2500, n_patches=3000, seed=0, batch_size=32, lr=2e-3, held_
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m corpus_index.train_bigram", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="bilrp_core/weights/bigram_detector.pt", help="weights file to write")
-    parser.add_argument("--steps", type=int, default=2500)
-    parser.add_argument("--patches", type=int, default=3000, help="number of training strips")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--patches", type=int, default=4000, help="number of training strips")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--held-out", default=HELD_OUT, help=f"typeface never seen in training (of {list(TYPEFACES)})")
     args = parser.parse_args(argv)
