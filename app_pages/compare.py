@@ -8,9 +8,7 @@ from explorer.choices import model_label
 
 corpus = resources.corpus()
 root = str(corpus.root)
-link = links.read()
-for problem in link["problems"]:
-    st.warning(f"Ignoring part of the link: {problem}")
+link = links.read_and_warn()
 st.title("Compare models")
 st.caption("The paper (Sec. 5.3) compares the bigram network with VGG-16 on tables: the bigram network matches "
            "pairs of digits, VGG-16 also matches borders and layout. Here the same pair is explained under two "

@@ -10,9 +10,7 @@ from explorer.choices import encode_gamma, model_label
 
 corpus = resources.corpus()
 root = str(corpus.root)
-link = links.read()
-for problem in link["problems"]:
-    st.warning(f"Ignoring part of the link: {problem}")
+link = links.read_and_warn()
 st.title("Explain a similarity")
 
 upload = st.query_params.get("query") == "upload" and "upload_query" in st.session_state

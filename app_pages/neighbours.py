@@ -10,9 +10,7 @@ from explorer.choices import model_label
 corpus = resources.corpus()
 root = str(corpus.root)
 version = resources.data_version(corpus)
-link = links.read()
-for problem in link["problems"]:
-    st.warning(f"Ignoring part of the link: {problem}")
+link = links.read_and_warn()
 st.title("Neighbours")
 
 with st.sidebar:

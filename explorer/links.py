@@ -53,6 +53,14 @@ def read() -> dict[str, Any]:
     return link
 
 
+def read_and_warn() -> dict[str, Any]:
+    """:func:`read`, showing a warning for each part of the link that had to be ignored."""
+    link = read()
+    for problem in link["problems"]:
+        st.warning(f"Ignoring part of the link: {problem}")
+    return link
+
+
 def _encoded(name: str, value: Any) -> str | None:
     if value is None:
         return None
