@@ -39,6 +39,7 @@ class RotationMax:
     def __init__(self, model):
         self.model = model
         self.key = f"{model.key}-rotmax"
+        self.fingerprint = f"{getattr(model, 'fingerprint', model.key)}-rotmax"
 
     def preprocess(self, image):
         """Same input as the wrapped model."""

@@ -11,6 +11,7 @@ import numpy as np
 from corpus_index import factor_cache as fc
 from corpus_index.faiss_index import VectorIndex, expand_rows
 from corpus_index.features import FeatureReport, build_features, iter_local_batches
+from corpus_index.model_stamp import is_stale, set_aside, write_stamp
 from corpus_index.models import canonical_key, load_model, transform_count
 
 if TYPE_CHECKING:
@@ -74,6 +75,11 @@ def build_model(corpus: Corpus, model_key: str, batch_size: int = 16, progress: 
     model = load_model(key)  # also validates the key (and weights) before any work starts
     rows = corpus._rows()
     features = corpus.features(key)
+    if is_stale(corpus.root, key, model, features.dim(), lambda: model_dim(model)):
+        moved = set_aside(corpus.root, key)
+        if progress is not None:
+            progress(0, len(rows), f"{key}: stored data came from another version of the model; moved to {moved}")
+    write_stamp(corpus.root, key, model)  # before the first batch: a crash mid-build leaves stamped data
     if engine == "ray":
         from corpus_index.ray_engine import iter_feature_batches
 
@@ -95,10 +101,22 @@ def build_model(corpus: Corpus, model_key: str, batch_size: int = 16, progress: 
     group = transform_count(model)  # rotation-max models: 8 index rows per item
     added = vector_index.sync(*expand_rows(ids[known], vectors[known], group)) // group if len(ids) else 0
     report = BuildReport(key, feature_report, index, added, len(vector_index) // group)
+    corpus._current.add(key)  # its stored data now comes from the current model
     if factors:
         report.factors = precompute_factors(corpus, key, gamma=gamma, pool=pool, progress=progress,
                                             engine=engine, address=address, concurrency=concurrency)
     return report
+
+
+def model_dim(model) -> int:
+    """Length of φ for one image (a blank page through the model's own preprocessing)."""
+    import torch
+    from PIL import Image
+
+    from corpus_index.models import embed
+
+    with torch.no_grad():
+        return int(embed(model, model.preprocess(Image.new("L", (64, 64), 255))).shape[-1])
 
 
 def precompute_factors(corpus: Corpus, model_key: str, item_ids: Sequence[int] | None = None, gamma=None, pool=8,

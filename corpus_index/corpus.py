@@ -16,9 +16,10 @@ import pandas as pd
 from PIL import Image
 
 from corpus_index import factor_cache as fc
-from corpus_index.build import BuildReport, build_model, precompute_factors
+from corpus_index.build import BuildReport, build_model, model_dim, precompute_factors
 from corpus_index.faiss_index import INDEX_KINDS, IndexMissingError, VectorIndex
 from corpus_index.features import FeatureStore, compute_batch
+from corpus_index.model_stamp import is_stale
 from corpus_index.models import canonical_key, key_transform_count, load_model, transform_count
 from corpus_index.store import DB_NAME, Store
 
@@ -28,6 +29,10 @@ FILTERS = ("kind", "book", "year_min", "year_max", "place", "printer", "group")
 
 class CorpusNotFoundError(FileNotFoundError):
     """The corpus root (or its database) does not exist and ``create`` was not asked for."""
+
+
+class StaleModelDataError(RuntimeError):
+    """Stored data of a model key was computed with another version of the model (e.g. retrained weights)."""
 
 
 class ItemNotFoundError(KeyError):
@@ -53,6 +58,7 @@ class Corpus:
         self.store = store
         self.factor_cache = fc.FactorCache(self.root)
         self._feature_stores: dict[str, FeatureStore] = {}
+        self._current: set[str] = set()  # model keys whose stored data was checked against the current model
 
     @classmethod
     def open(cls, root: str | Path, create: bool = False) -> Corpus:
@@ -168,6 +174,31 @@ class Corpus:
         if not folder.is_dir():
             return []
         return sorted({p.name.split(".")[0] for p in folder.glob("*.faiss")})
+
+    def stale_models(self) -> list[str]:
+        """Indexed model keys whose stored data came from another version of the model (rebuild them).
+
+        Loads each indexed model once to learn its current version (see :mod:`corpus_index.model_stamp`).
+        """
+        return [key for key in self.models() if self._stale(key)]
+
+    def _stale(self, key: str) -> bool:
+        """Checked once per key and process (loads the model); data found current stays current until rebuilt."""
+        if key in self._current:
+            return False
+        model = load_model(key)
+        stored = self.features(key).dim()
+        stale = is_stale(self.root, key, model, stored, lambda: model_dim(model))
+        if not stale:
+            self._current.add(key)
+        return stale
+
+    def _check_current(self, key: str) -> None:
+        """Refuse to mix cached factors of an old model version with the current model's."""
+        if self._stale(key):
+            raise StaleModelDataError(
+                f"the stored features, index and factors of model {key} in {self.root} come from another version "
+                f"of the model; rebuild them with 'python -m corpus_index --root {self.root} build --model {key}'")
 
     def build(self, model_key: str, batch_size: int = 16, progress: Progress | None = None, engine: str = "local",
               address: str | None = None, index: str = "flat", factors: bool = False, gamma=None, pool=8,
@@ -285,6 +316,7 @@ class Corpus:
             raise ValueError("give exactly one of item_id or image")
         if item_id is not None:
             self.item(item_id)
+            self._check_current(key)
             return self.factor_cache.get(model, key, int(item_id), lambda: self.image(item_id), gamma, pool,
                                          transform)[0]
         if not isinstance(image, Image.Image):
@@ -314,6 +346,8 @@ class Corpus:
     def _explain(self, model_key: str, ids: list, uploads: list, gamma, pool) -> fc.Explanation:
         key = canonical_key(model_key)
         model = load_model(key)
+        if any(item_id is not None for item_id in ids):
+            self._check_current(key)
         schedule = fc.resolve_schedule(model, gamma)
         images = [upload if item_id is None else self.image(item_id) for item_id, upload in zip(ids, uploads,
                                                                                                 strict=True)]

@@ -51,10 +51,11 @@ def demo_needed(root: Path) -> bool:
 
 
 def missing_demo_models(state: Shared) -> list[str]:
-    """Demo models of a demo root that have no index yet (an interrupted first start resumes them)."""
+    """Demo models of a demo root with no index yet (an interrupted first start resumes them), or whose index came
+    from another version of the model (new weights shipped: they are rebuilt, the old data is kept aside)."""
     if not (state.root / "demo-source").is_dir() or state.corpus is None:
         return []
-    built = set(state.corpus.models())
+    built = set(state.corpus.models()) - set(state.corpus.stale_models())
     return [k for k in config.demo_models() if k not in built and k not in state.failed_models]
 
 

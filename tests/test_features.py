@@ -109,3 +109,54 @@ def test_load_model_builds_small_vgg_once():
     model = load_model(SMALL_VGG_KEY)
     assert load_model(SMALL_VGG_KEY) is model
     assert model.projection.out_features == 8
+
+
+def test_data_of_another_model_version_is_set_aside_and_rebuilt(tmp_path, monkeypatch):
+    from corpus_index.corpus import Corpus, StaleModelDataError
+    from corpus_index.model_stamp import read_stamp
+
+    corpus = make_corpus(tmp_path)
+    corpus.build(TINY_KEY, batch_size=16)
+    assert read_stamp(corpus.root, TINY_KEY) == TINY_KEY and corpus.stale_models() == []
+    old_vectors = corpus.features(TINY_KEY).load()[1]
+    monkeypatch.setattr(tiny_model(), "fingerprint", "tiny-test:retrained", raising=False)  # new weights shipped
+    reopened = Corpus.open(corpus.root)
+    assert reopened.stale_models() == [TINY_KEY]
+    with pytest.raises(StaleModelDataError, match="build --model tiny-test"):
+        reopened.factors(TINY_KEY, item_id=int(reopened.items()["id"].iloc[0]))
+    report = reopened.build(TINY_KEY, batch_size=16)
+    assert (report.features.computed, report.features.reused, report.index_size) == (12, 0, 12)
+    assert read_stamp(corpus.root, TINY_KEY) == "tiny-test:retrained" and reopened.stale_models() == []
+    kept = list((corpus.root / "replaced").iterdir())  # nothing deleted: the old data is kept aside
+    assert len(kept) == 1 and {p.name.split("-")[0] for p in kept[0].iterdir()} >= {"features", "indexes"}
+    old = FeatureStore(kept[0], TINY_KEY)
+    old.folder = kept[0] / f"features-{TINY_KEY}"
+    np.testing.assert_array_equal(old.load()[1], old_vectors)
+
+
+def test_unstamped_data_counts_as_stale_only_when_its_dimension_differs(tmp_path):
+    from corpus_index.model_stamp import is_stale
+
+    corpus = make_corpus(tmp_path)
+    corpus.build(TINY_KEY, batch_size=16)
+    (corpus.root / "stamps" / f"{TINY_KEY}.json").unlink()  # data written before stamps existed
+    model = tiny_model()
+    assert not is_stale(corpus.root, TINY_KEY, model, 16, lambda: 16)
+    assert is_stale(corpus.root, TINY_KEY, model, 110, lambda: 210)
+    assert not is_stale(tmp_path / "empty", TINY_KEY, model, None, None)
+
+
+def test_bigram_fingerprint_names_its_weights_file(tmp_path):
+    import shutil
+
+    from bilrp_core.bigram import WEIGHTS_FILE, bigram_network
+
+    shipped = bigram_network()
+    assert shipped.fingerprint.startswith(shipped.key + ":") and len(shipped.fingerprint) == len(shipped.key) + 13
+    copy = tmp_path / "same.pt"
+    shutil.copy(WEIGHTS_FILE, copy)
+    assert bigram_network(weights=copy).fingerprint == shipped.fingerprint
+    changed = torch.load(WEIGHTS_FILE, weights_only=True)
+    changed["steps"] = -1
+    torch.save(changed, tmp_path / "other.pt")
+    assert bigram_network(weights=tmp_path / "other.pt").fingerprint != shipped.fingerprint

@@ -1,0 +1,81 @@
+"""Which version of a model a corpus's stored features, index and BiLRP factors were computed with.
+
+A model key names a model (``bigram``, ``vgg16-L17-h100-seed0``), not its weights: retrained bigram detector
+weights, or a release whose φ has more dimensions, keep the key. So every key's stored data carries a stamp,
+``ROOT/stamps/<key>.json``, holding the model's fingerprint (its own key and, for trained weights shipped as a
+file, a digest of that file). When a build finds data of another version, it moves it aside to
+``ROOT/replaced/<key>-<UTC time>/`` (nothing is deleted) and computes everything afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .atomic import atomic_write
+
+
+def fingerprint(model) -> str:
+    """The model's version: ``model.fingerprint`` if it has one (trained weights files), else ``model.key``."""
+    return str(getattr(model, "fingerprint", None) or getattr(model, "key", type(model).__name__))
+
+
+def _stamp_path(root: Path, key: str) -> Path:
+    return root / "stamps" / f"{key}.json"
+
+
+def read_stamp(root: str | Path, key: str) -> str | None:
+    """The fingerprint the stored data of ``key`` was computed with, or None when there is no stamp."""
+    path = _stamp_path(Path(root), key)
+    try:
+        return str(json.loads(path.read_text())["fingerprint"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable stamp"  # treated as another version: the data is set aside, not trusted
+
+
+def write_stamp(root: str | Path, key: str, model) -> None:
+    """Record that the stored data of ``key`` now comes from ``model``."""
+    text = json.dumps({"key": key, "fingerprint": fingerprint(model)}, indent=1)
+    atomic_write(_stamp_path(Path(root), key), lambda tmp: Path(tmp).write_text(text))
+
+
+def stored_paths(root: str | Path, key: str) -> list[Path]:
+    """Everything stored for ``key``: its feature batches, index files and cached factors."""
+    root = Path(root)
+    paths = [root / "features" / key, root / "factors" / key]
+    indexes = root / "indexes"
+    if indexes.is_dir():
+        paths += [p for p in indexes.iterdir() if p.name.split(".")[0] == key and not p.name.endswith(".lock")]
+    return [p for p in paths if p.exists()]
+
+
+def is_stale(root: str | Path, key: str, model, stored_dim: int | None = None, model_dim=None) -> bool:
+    """Whether stored data of ``key`` exists and comes from another version of the model.
+
+    Data without a stamp (written before stamps existed) counts as stale only when its feature dimension
+    ``stored_dim`` differs from the model's, ``model_dim()`` (a callable: asked only then).
+    """
+    if not stored_paths(root, key):
+        return False
+    stamp = read_stamp(root, key)
+    if stamp is None:
+        return stored_dim is not None and model_dim is not None and stored_dim != model_dim()
+    return stamp != fingerprint(model)
+
+
+def set_aside(root: str | Path, key: str) -> Path | None:
+    """Move the stored data of ``key`` to ``ROOT/replaced/<key>-<time>/`` and drop its stamp; returns the folder."""
+    root = Path(root)
+    paths = stored_paths(root, key)
+    if not paths:
+        return None
+    target = root / "replaced" / f"{key}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    target.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        shutil.move(str(path), str(target / f"{path.parent.name}-{path.name}"))
+    _stamp_path(root, key).unlink(missing_ok=True)
+    return target
