@@ -5,7 +5,8 @@
 2. Table retrieval (relevant = same `group`): mAP@10 and precision@1 of the bigram network beside VGG-16 at
    layers 17 and 31 (random weights: ImageNet weights cannot be fetched on this machine).
 3. Explanation faithfulness: on pairs of editions of one table, the share of positive BiLRP relevance (pooled on
-   a fine grid) linking a digit glyph in one page to a glyph of the same digit in the other.
+   a fine grid) linking a digit glyph in one page to a glyph of the same digit in the other; for the bigram
+   network with aligned pooling (the default) and with the plain gradient rule through the min.
 4. Illustrations: precision@1 of VGG-16 with and without the rotation/flip-max.
 
 Usage: .venv/bin/python -m benchmarks.bench_tables [--books 24] [--pairs 6]
@@ -138,7 +139,10 @@ def main():
         glyphs = pd.read_csv(root / "glyphs.csv")
         tables = meta[meta.kind == "table"].reset_index(drop=True)
         bigram = bigram_network()
-        held_out = load_detector_weights()[1]["held_out"]
+        checkpoint = load_detector_weights()[1]
+        held_out = checkpoint["held_out"]
+        results["detector"] = {k: checkpoint.get(k) for k in ("steps", "n_patches", "n_pages", "crops_per_page",
+                                                               "context", "width", "held_out", "fonts")}
         unseen = tables[tables.typeface == held_out].path.tolist()
         results["detection_held_out_typeface"] = {"typeface": held_out,
                                                   **detection_scores(bigram, unseen, glyphs, root)}
@@ -165,6 +169,8 @@ def main():
 
         results["faithfulness"] = {
             "bigram": faithfulness(bigram, pairs, glyphs, root, 4, bigram_scale),
+            # the same similarity with the gradient rule through the min (relevance to the weaker digit)
+            "bigram-plain-routing": faithfulness(bigram_network(aligned=False), pairs, glyphs, root, 4, bigram_scale),
             # 256 px, not 128: at 128 px a table's digits are 1-2 px tall and nothing could match them
             "vgg16-L17-random-256px": faithfulness(vgg16_similarity(17, image_size=256), pairs, glyphs, root, 4,
                                                    vgg_scale),

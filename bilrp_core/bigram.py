@@ -9,6 +9,7 @@ Scans come at any resolution: :func:`normalise_page` rescales a page so that its
 learnt, measured as the median height of inked connected components (letters and digits).
 """
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -32,20 +33,24 @@ MAX_SIDE = 1400
 WEIGHTS_FILE = Path(__file__).with_name("weights") / "bigram_detector.pt"
 
 
-def digit_detector(width=16, bias=False):
+def digit_detector(width=16, bias=False, context=0):
     """Conv/ReLU stack: grey ink (B, 1, H, W) -> 10 digit maps (B, 10, H/4, W/4).
 
-    Kept light (~1.2 GFLOP on a normalised page): BiLRP costs about h = 110 backward passes of it per page.
-    Receptive field 28 px, about two digit heights at the normalised print size. Bias-free by default: blank
-    paper is zero ink and gives zero maps anyway, and without biases BiLRP is conservative (Proposition 1), so
-    the explanation accounts for the whole similarity score (with biases it explained about half).
+    Kept light (~1.2 GFLOP on a normalised page without context layers): BiLRP costs about h = 110 backward
+    passes of it per page. Receptive field 28 px, about two digit heights at the normalised print size; each of
+    the ``context`` dilated 3x3 layers widens it by 16 px, so that a figure is told from a look-alike letter
+    (1 and I or l, 0 and o) by its neighbours. Bias-free by default: blank paper is zero ink and gives zero maps
+    anyway, and without biases BiLRP is conservative (Proposition 1), so the explanation accounts for the whole
+    similarity score (with biases it explained about half).
     """
-    return nn.Sequential(
+    layers = [
         nn.Conv2d(1, width, 5, padding=2, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(width, 2 * width, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=bias), nn.ReLU(),
-        nn.Conv2d(2 * width, 10, 3, padding=1, bias=bias), nn.ReLU(),
-    )
+    ]
+    for _ in range(context):
+        layers += [nn.Conv2d(2 * width, 2 * width, 3, padding=2, dilation=2, bias=bias), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Conv2d(2 * width, 10, 3, padding=1, bias=bias), nn.ReLU())
 
 
 def _pairs(unigrams):
@@ -57,18 +62,26 @@ def _pairs(unigrams):
 
 
 class BigramPooling(nn.Module):
-    """Digit maps (B, 10, H, W) -> bigram (and unigram) sums (B, 100 or 110).
+    """Digit maps (B, 10, H, W) -> bigram (and unigram) sums (B, 100 or 110; 200 or 210 when ``aligned``).
 
-    Positively homogeneous; explained by :class:`BigramPoolingRule`, which is the gradient rule (Eq. 6) through
-    min, max and sum written out as a routing, so that all 110 dimensions cost one pass over the maps.
+    Positively homogeneous; explained by :class:`BigramPoolingRule`, so that all dimensions cost one pass over
+    the maps.
+
+    ``aligned`` writes each bigram sum twice, scaled by 1/√2, so that y = <φ, φ'> and the cosine are unchanged.
+    The first copy's relevance goes to the bigram's first digit, the second copy's to its second digit: BiLRP then
+    links the '2' of a '23' in one page to the '2' of a '23' in the other, and the '3' to the '3'. Without it, the
+    gradient rule through the min sends a bigram's relevance to whichever digit is detected more weakly, which can
+    be the '2' in one page and the '3' in the other, a link between different digits (measured on the demo corpus
+    in ``benchmarks/bench_tables.py``).
     """
 
     positively_homogeneous = True
 
-    def __init__(self, shifts=DEFAULT_SHIFTS, unigrams=True):
+    def __init__(self, shifts=DEFAULT_SHIFTS, unigrams=True, aligned=False):
         super().__init__()
         self.shifts = tuple(int(s) for s in shifts)
         self.unigrams = unigrams
+        self.aligned = aligned
         first, second = _pairs(unigrams)
         self.register_buffer("first", first, persistent=False)
         self.register_buffer("second", second, persistent=False)
@@ -85,49 +98,63 @@ class BigramPooling(nn.Module):
         return torch.stack(stacked, dim=1)
 
     def forward(self, a):
-        return self.pair_maps(a).amax(dim=1).sum(dim=(-2, -1))
+        pairs = self.pair_maps(a).amax(dim=1).sum(dim=(-2, -1))
+        if not self.aligned:
+            return pairs
+        half = pairs[:, :100] * 0.5 ** 0.5
+        return torch.cat([half, half, pairs[:, 100:]], dim=1)
 
     def lrp_rule(self):
         return BigramPoolingRule()
 
     def extra_repr(self):
-        return f"shifts={self.shifts}, unigrams={self.unigrams}"
+        return f"shifts={self.shifts}, unigrams={self.unigrams}, aligned={self.aligned}"
 
 
 class BigramPoolingRule:
-    """Gradient rule through sum -> max over τ -> min: a bigram's value at p goes to the arg-min digit map entry.
+    """Relevance of bigram sums to the digit maps, through sum -> max over τ -> min.
 
-    With relevance R_m on output m = (j, k), location p receives R_m · a_jk(p) / φ_m (sum pooling), all of it to
-    the best shift τ*, and then to a_j(p) or a_k(p + τ*), whichever is smaller (ties between positive values
-    have measure zero; zero values carry no relevance).
+    With relevance R_m on output m = (j, k), location p receives R_m · v_jk(p) / Σ_p v_jk(p) (sum pooling), where
+    v_jk(p) = max_τ min(a_j(p), a_k(p + τ)); all of it goes to the best shift τ*. Plain pooling: then to a_j(p) or
+    a_k(p + τ*), whichever is smaller: the gradient rule (Eq. 6; ties between positive values have measure zero,
+    zero values carry no relevance). Aligned pooling: the first copy sends it to a_j(p), the second to
+    a_k(p + τ*); unigram sums have one map and send it there.
     """
 
     def prepare(self, layer, a):
         stacked = layer.pair_maps(a)[0]  # (T, P, H, W)
         value, best = stacked.max(dim=0)  # (P, H, W)
         phi = value.sum(dim=(-2, -1))
-        first_side = a[0, layer.first] <= value  # the first map attains the min
-        on_first = torch.where(first_side, value, 0.0)
-        on_second = value - on_first
         shifts = torch.tensor(layer.shifts, device=a.device)[best]  # τ* per (P, H, W)
         if layer.unigrams:
             shifts[100:] = 0
-        # move the second map's share from p back to p + τ* (where a_k was read)
-        second = torch.zeros_like(on_second)
-        width = a.shape[-1]
-        cols = torch.arange(width, device=a.device).expand_as(on_second)
-        target = cols + shifts
-        inside = target < width
-        second.scatter_add_(2, torch.where(inside, target, 0), torch.where(inside, on_second, 0.0))
-        return {"a": a, "phi": phi, "on_first": on_first, "on_second": second, "layer": layer}
+
+        def to_second(share):  # move the second map's share from p back to p + τ* (where a_k was read)
+            moved = torch.zeros_like(share)
+            cols = torch.arange(share.shape[-1], device=a.device).expand_as(share)
+            target = cols + shifts
+            inside = target < share.shape[-1]
+            return moved.scatter_add_(2, torch.where(inside, target, 0), torch.where(inside, share, 0.0))
+
+        first, second = layer.first, layer.second
+        if layer.aligned:
+            bigrams, none = slice(0, 100), torch.zeros_like(value[:100])
+            on_first = torch.cat([value[bigrams], none, value[100:]])
+            on_second = torch.cat([none, to_second(value)[bigrams], torch.zeros_like(value[100:])])
+            first, second = torch.cat([first[:100], first]), torch.cat([second[:100], second])
+            phi = torch.cat([phi[:100], phi])
+        else:
+            on_first = torch.where(a[0, first] <= value, value, 0.0)  # the first map attains the min
+            on_second = to_second(value - on_first)
+        return {"a": a, "phi": phi, "on_first": on_first, "on_second": on_second, "first": first, "second": second}
 
     def backward(self, ctx, relevance):
-        phi, layer = ctx["phi"], ctx["layer"]
+        phi = ctx["phi"]
         nonzero = phi != 0
-        s = torch.where(nonzero, relevance / torch.where(nonzero, phi, torch.ones_like(phi)), 0.0)  # (m, P)
+        s = torch.where(nonzero, relevance / torch.where(nonzero, phi, torch.ones_like(phi)), 0.0)  # (m, O)
         m, (_, channels, height, width) = s.shape[0], ctx["a"].shape
         out = torch.zeros(m, channels, height * width, dtype=s.dtype, device=s.device)
-        for maps, index in ((ctx["on_first"], layer.first), (ctx["on_second"], layer.second)):
+        for maps, index in ((ctx["on_first"], ctx["first"]), (ctx["on_second"], ctx["second"])):
             flat = maps.reshape(maps.shape[0], -1)
             for c in range(channels):
                 rows = (index == c).nonzero().squeeze(1)
@@ -161,10 +188,16 @@ def estimate_component_height(ink, threshold=0.5):
 
 
 def to_ink(image):
-    """PIL page (colour or grey, any mode) -> ink array in [0, 1], 1 = black, with the paper tone removed."""
+    """PIL page (colour or grey, any mode) -> ink array in [0, 1], 1 = black, paper tone and ink fading removed.
+
+    The bias-free detector's output scales with the ink's darkness, so faded or grey print is stretched until its
+    darkest strokes reach 1; a page whose darkest ink stays below 0.3 (blank paper, dust) is left as it is.
+    """
     grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     paper = float(np.percentile(grey, 90))  # yellowed paper counts as white
-    return np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)
+    ink = np.clip((paper - grey) / max(paper, 1e-3), 0.0, 1.0)
+    darkest = float(np.percentile(ink, 99.5))
+    return np.clip(ink / darkest, 0.0, 1.0) if darkest > 0.3 else ink
 
 
 def normalise_page(image, component_height=DEFAULT_COMPONENT_HEIGHT, max_side=MAX_SIDE):
@@ -185,7 +218,11 @@ def normalise_page(image, component_height=DEFAULT_COMPONENT_HEIGHT, max_side=MA
 
 
 def load_detector_weights(path=None):
-    """Read the detector's state dict and its training print size from the shipped (or a given) file."""
+    """Read the detector's state dict and its training print size from the shipped (or a given) file.
+
+    The checkpoint dict gets ``"digest"``: the first 12 hex digits of the file's SHA-256, which names this
+    version of the weights (stored features computed with other weights are not comparable).
+    """
     path = Path(path) if path is not None else WEIGHTS_FILE
     if not path.is_file():
         raise WeightsUnavailableError(
@@ -193,12 +230,14 @@ def load_detector_weights(path=None):
             f"'python -m corpus_index.train_bigram --out {path}' or pass pretrained=False")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint["digest"] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
         return checkpoint["state_dict"], checkpoint
     except Exception as error:
         raise WeightsUnavailableError(f"bigram detector weights '{path}' could not be read: {error}") from error
 
 
-def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=True, gamma=0.5, width=16, normalize=True):
+def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=False, gamma=0.5, width=16, normalize=True,
+                   aligned=True):
     """The bigram similarity model for tables (Fig. 11B).
 
     Parameters
@@ -210,28 +249,38 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=True, ga
     shifts : sequence of int, optional
         Horizontal shifts τ in map pixels (default: those the weights were trained with).
     unigrams : bool
-        Append the 10 unigram sums (φ has 110 dimensions, else 100).
+        Append the 10 unigram sums (as in the authors' later work). Off by default: on the demo corpus they
+        outweigh the bigrams in the cosine (about 90% of a pair's score) while saying less about which table it
+        is; without them table retrieval was better (mAP@10 0.46 vs 0.40, precision@1 0.79 vs 0.67, measured
+        with the shipped weights, see README).
     gamma : float
         LRP-γ of every conv layer (0.5 in the paper).
     normalize : bool
         Compare unit-length φ (cosine similarity). Raw bigram counts grow with the amount of print on a page, so
         the plain dot product ranks the fullest tables first whatever they contain (measured on the demo corpus:
         benchmarks/bench_tables.py); the explanation is exact either way.
+    aligned : bool
+        Write each bigram twice (scaled by 1/√2, same similarity) so that BiLRP links the first digits of a
+        bigram's two occurrences and the second digits, never a '2' to a '3' (see :class:`BigramPooling`).
+        φ then has 200 dimensions (210 with unigrams) and an explanation costs about twice as many passes.
 
     Returns
     -------
     SimilarityModel
         ``preprocess`` accepts colour or grey scans of any size.
     """
-    component_height, trained_shifts = DEFAULT_COMPONENT_HEIGHT, DEFAULT_SHIFTS
+    component_height, trained_shifts, digest = DEFAULT_COMPONENT_HEIGHT, DEFAULT_SHIFTS, None
     detector = digit_detector(width)
     if pretrained:
         state, checkpoint = load_detector_weights(weights)
-        detector = digit_detector(int(checkpoint.get("width", width)), any(k.endswith("bias") for k in state))
+        detector = digit_detector(int(checkpoint.get("width", width)), any(k.endswith("bias") for k in state),
+                                  int(checkpoint.get("context", 0)))
         detector.load_state_dict(state)
         component_height = float(checkpoint.get("component_height", component_height))
         trained_shifts = tuple(checkpoint.get("shifts", trained_shifts))
-    layers = nn.Sequential(*detector, BigramPooling(shifts or trained_shifts, unigrams))
+        digest = checkpoint["digest"]
+    pooling = BigramPooling(shifts or trained_shifts, unigrams, aligned)
+    layers = nn.Sequential(*detector, pooling)
     for p in layers.parameters():
         p.requires_grad_(False)
 
@@ -239,15 +288,17 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=True, ga
         return normalise_page(image, component_height)[0]
 
     schedule = {i: gamma for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)}
-    key = f"bigram-{'trained' if pretrained else 'random'}-{110 if unigrams else 100}{'-cos' if normalize else ''}"
+    dims = (200 if aligned else 100) + (10 if unigrams else 0)
+    key = f"bigram-{'trained' if pretrained else 'random'}-{dims}{'-cos' if normalize else ''}"
     model = SimilarityModel(layers, None, preprocess, schedule, zb_index=None, key=key, normalize=normalize)
     model.component_height = component_height
+    model.fingerprint = key if digest is None else f"{key}:{digest}"  # which weights: see corpus_index.model_stamp
     return model
 
 
 @torch.no_grad()
 def detect_digits(model, image, threshold=0.4):
-    """Digits found by the bigram network's detector: local maxima of the maps a_j above ``threshold``.
+    """Digits found by the bigram network's detector: local maxima over all maps a_j above ``threshold``.
 
     Parameters
     ----------
@@ -267,7 +318,10 @@ def detect_digits(model, image, threshold=0.4):
         if isinstance(layer, BigramPooling):
             break
         maps = layer(maps)
-    peaks = (maps == torch.nn.functional.max_pool2d(maps, 3, 1, 1)) & (maps > threshold)
+    # a peak is the strongest of all ten maps in its 3x3 neighbourhood: one digit per place, since a '3' also
+    # stirs the '8' map a little (digits advance 2-3 map pixels, so neighbours are never suppressed)
+    strongest = torch.nn.functional.max_pool2d(maps.amax(dim=1, keepdim=True), 3, 1, 1)
+    peaks = (maps == strongest) & (maps > threshold)
     found = []
     for digit, y, x in peaks[0].nonzero().tolist():
         cx = (x + 0.5) * MAP_STRIDE / sx

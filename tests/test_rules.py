@@ -90,3 +90,52 @@ def test_bigram_pooling_rule_is_the_gradient_rule(unigrams):
     generic = GradientRule().backward(GradientRule().prepare(layer, a), relevance)
     torch.testing.assert_close(fast, generic)
     torch.testing.assert_close(fast.sum(dim=(1, 2, 3)), relevance.sum(dim=1))
+
+
+def _aligned_reference(layer, a, relevance):
+    """Aligned bigram routing written as loops over outputs, locations and shifts (no shared code)."""
+    _, channels, height, width = a.shape
+    out = torch.zeros(relevance.shape[0], channels, height, width, dtype=a.dtype)
+    for o in range(relevance.shape[1]):
+        pair = o if o < 100 else (o - 100 if o < 200 else o - 100)
+        j, k = int(layer.first[pair]), int(layer.second[pair])
+        entries, total = [], 0.0
+        for y in range(height):
+            for x in range(width):
+                if pair >= 100:  # a unigram: its own map, no shift
+                    value, place = float(a[0, j, y, x]), (j, y, x)
+                else:  # best shift; on ties the first (as torch.max), where the second digits of copies differ
+                    value, tau = -1.0, None
+                    for t in layer.shifts:
+                        v = min(float(a[0, j, y, x]), float(a[0, k, y, x + t])) if x + t < width else 0.0
+                        if v > value:
+                            value, tau = v, t
+                    place = (j, y, x) if o < 100 else (k, y, min(x + tau, width - 1))
+                entries.append((value, place))
+                total += value
+        for value, (c, y, x) in entries:
+            if total > 0:
+                out[:, c, y, x] += relevance[:, o] * value / total
+    return out
+
+
+def test_aligned_bigram_pooling_keeps_the_similarity_and_routes_each_copy_to_its_digit():
+    from bilrp_core.bigram import BigramPooling
+
+    plain, aligned = BigramPooling(shifts=(1, 2)).double(), BigramPooling(shifts=(1, 2), aligned=True).double()
+    g = torch.Generator().manual_seed(7)
+    a, b = (torch.rand(1, 10, 3, 7, dtype=torch.float64, generator=g) * (torch.rand(1, 10, 3, 7, generator=g) > 0.4)
+            for _ in range(2))
+    torch.testing.assert_close((aligned(a) * aligned(b)).sum(), (plain(a) * plain(b)).sum())
+    assert aligned(a).shape == (1, 210)
+    relevance = torch.rand(3, 210, dtype=torch.float64, generator=g) * (aligned(a)[0] != 0)
+    rule = aligned.lrp_rule()
+    fast = rule.backward(rule.prepare(aligned, a), relevance)
+    torch.testing.assert_close(fast, _aligned_reference(aligned, a, relevance))
+    torch.testing.assert_close(fast.sum(dim=(1, 2, 3)), relevance.sum(dim=1))
+    # bigram "23": the first copy's relevance lands only on map 2, the second copy's only on map 3
+    only = torch.zeros(1, 210, dtype=torch.float64)
+    only[0, 23] = 1.0
+    assert rule.backward(rule.prepare(aligned, a), only)[0, 2].sum().item() == pytest.approx(1.0)
+    only[0, 23], only[0, 123] = 0.0, 1.0
+    assert rule.backward(rule.prepare(aligned, a), only)[0, 3].sum().item() == pytest.approx(1.0)

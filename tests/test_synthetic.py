@@ -236,6 +236,32 @@ def test_digit_training_pages_font_selection():
         digit_training_pages(-1)
 
 
+def test_training_typefaces_print_digits_with_tight_boxes_and_stay_out_of_the_demo_corpus():
+    from corpus_index.synthetic.fonts import TRAINING_TYPEFACES
+
+    assert not set(TRAINING_TYPEFACES) & set(TYPEFACES)
+    spec = table_groups()[0]
+    for name in TRAINING_TYPEFACES:
+        page, boxes = render_table_page(spec, TableStyle(typeface=name, page_size=(500, 740)), folio=12)
+        ink = np.asarray(page) < 195
+        assert len(boxes) > 300, name
+        _, x0, y0, x1, y1 = boxes[0]
+        assert ink[y0:y1, x0:x1].mean() > 0.1, name
+
+
+def test_training_book_pages_give_whole_pages_with_digit_boxes_on_ink():
+    from corpus_index.synthetic.training import training_book_pages
+
+    pages = training_book_pages(4, seed=3, fonts=["Vollkorn", "Spectral"], tables_share=0.5)
+    assert len(pages) == 4 and max(len(b) for _, b in pages) > 100
+    for scan, boxes in pages:
+        grey = np.asarray(scan.convert("L"), dtype=float)
+        for digit, x0, y0, x1, y1 in boxes[:20]:
+            assert 0 <= digit <= 9 and grey[int(y0):int(y1) + 1, int(x0):int(x1) + 1].min() < np.median(grey) - 40
+    again = training_book_pages(1, seed=3, fonts=["Vollkorn", "Spectral"], tables_share=0.5)
+    assert np.array_equal(np.asarray(again[0][0]), np.asarray(pages[0][0]))
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 
 def test_cli_rejects_bad_out_and_negative_books(tmp_path, capsys):

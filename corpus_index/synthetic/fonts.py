@@ -73,8 +73,37 @@ def _discover_typefaces() -> dict[str, Typeface]:
     }
 
 
+def _discover_training_typefaces() -> dict[str, Typeface]:
+    """More book faces with old-style or lining figures, used only to train the digit detector.
+
+    The demo corpus keeps its four typefaces; these widen what the detector sees, so that it learns digits
+    rather than four founts (real editions were printed in hundreds).
+    """
+    def face(name, package, roman, italic, oldstyle, features=(), weight="Regular"):
+        return Typeface(name, _package_file(package, roman), _package_file(package, italic), oldstyle, features, weight)
+
+    return {
+        "Vollkorn": face("Vollkorn", "fontpkg_vollkorn", "Vollkorn[wght].ttf", "Vollkorn-Italic[wght].ttf", True),
+        "Crimson Pro": face("Crimson Pro", "fontpkg_crimson_pro", "CrimsonPro[wght].ttf",
+                            "CrimsonPro-Italic[wght].ttf", True, ("onum",)),
+        "Spectral": face("Spectral", "fontpkg_spectral", "Spectral-Regular.ttf", "Spectral-Italic.ttf", True,
+                         ("onum",), None),
+        "Libre Baskerville": face("Libre Baskerville", "fontpkg_libre_baskerville", "LibreBaskerville[wght].ttf",
+                                  "LibreBaskerville-Italic[wght].ttf", False),
+        "Cormorant": face("Cormorant", "fontpkg_cormorant", "Cormorant[wght].ttf", "Cormorant-Italic[wght].ttf",
+                          True, (), "Medium"),
+        "Literata": face("Literata", "fontpkg_literata", "Literata[opsz,wght].ttf", "Literata-Italic[opsz,wght].ttf",
+                         True, ("onum",)),
+        "Newsreader": face("Newsreader", "fontpkg_newsreader", "Newsreader[opsz,wght].ttf",
+                           "Newsreader-Italic[opsz,wght].ttf", False),
+    }
+
+
 #: name -> :class:`Typeface` (``.path`` is the font file, ``.oldstyle`` whether it has old-style figures).
 TYPEFACES: dict[str, Typeface] = _discover_typefaces()
+#: Typefaces only the detector's training print uses (the demo corpus is set in :data:`TYPEFACES`).
+TRAINING_TYPEFACES: dict[str, Typeface] = _discover_training_typefaces()
+_ALL_TYPEFACES = {**TYPEFACES, **TRAINING_TYPEFACES}
 
 
 def resolve_typefaces(names=None) -> list[str]:
@@ -83,7 +112,7 @@ def resolve_typefaces(names=None) -> list[str]:
     Parameters
     ----------
     names : iterable of str or None
-        Names from :data:`TYPEFACES`; ``None`` means all of them.
+        Names from :data:`TYPEFACES` or :data:`TRAINING_TYPEFACES`; ``None`` means all of :data:`TYPEFACES`.
 
     Raises
     ------
@@ -95,18 +124,18 @@ def resolve_typefaces(names=None) -> list[str]:
     if isinstance(names, str):
         names = [names]
     names = list(names)
-    unknown = [n for n in names if n not in TYPEFACES]
+    unknown = [n for n in names if n not in _ALL_TYPEFACES]
     if unknown:
-        raise ValueError(f"fonts: unknown typeface(s) {unknown}; available: {sorted(TYPEFACES)}")
+        raise ValueError(f"fonts: unknown typeface(s) {unknown}; available: {sorted(_ALL_TYPEFACES)}")
     if not names:
-        raise ValueError(f"fonts: empty selection; available: {sorted(TYPEFACES)}")
+        raise ValueError(f"fonts: empty selection; available: {sorted(_ALL_TYPEFACES)}")
     return sorted(set(names))
 
 
 @lru_cache(maxsize=256)
 def load_font(name: str, size: int, italic: bool = False) -> ImageFont.FreeTypeFont:
     """Load typeface ``name`` at ``size`` pixels (cached)."""
-    face = TYPEFACES[name]
+    face = _ALL_TYPEFACES[name]
     font = ImageFont.truetype(face.italic_path if italic else face.path, int(size),
                               layout_engine=ImageFont.Layout.RAQM)
     if face.weight is not None:
@@ -128,7 +157,7 @@ def _has_glyph(path: str, char: str) -> bool:
 
 def has_long_s(name: str) -> bool:
     """Whether typeface ``name`` has the long s (ſ)."""
-    return _has_glyph(TYPEFACES[name].path, "ſ")
+    return _has_glyph(_ALL_TYPEFACES[name].path, "ſ")
 
 
 def long_s(text: str) -> str:
@@ -143,7 +172,7 @@ def long_s(text: str) -> str:
 
 @lru_cache(maxsize=65536)
 def _run_length(name: str, size: int, italic: bool, run: str) -> float:
-    return load_font(name, size, italic).getlength(run, features=list(TYPEFACES[name].features))
+    return load_font(name, size, italic).getlength(run, features=list(_ALL_TYPEFACES[name].features))
 
 
 @lru_cache(maxsize=16384)
@@ -158,7 +187,7 @@ def _run_mask(name: str, size: int, italic: bool, run: str) -> tuple[Image.Image
     width = int(_run_length(name, size, italic, run)) + 2 * pad
     probe = Image.new("L", (width, 4 * size), 0)
     ImageDraw.Draw(probe).text((pad, pad), run, font=font, fill=255, anchor="ls",
-                               features=list(TYPEFACES[name].features))
+                               features=list(_ALL_TYPEFACES[name].features))
     box = probe.getbbox()
     if box is None:
         return None, 0, 0, None
@@ -189,7 +218,7 @@ class Pen:
         self.image = image
         self.draw = ImageDraw.Draw(image)
         self.typeface = typeface
-        self.features = list(TYPEFACES[typeface].features)
+        self.features = list(_ALL_TYPEFACES[typeface].features)
         self.use_long_s = use_long_s and has_long_s(typeface)
         self.digit_boxes: list[tuple[str, int, int, int, int]] = []
 

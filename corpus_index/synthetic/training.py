@@ -13,12 +13,20 @@ import numpy as np
 from PIL import Image
 
 from .degrade import Defects, geometry_matrix, print_and_scan, sample_defects
+from .diagrams import illustration_groups
 from .fonts import Pen, resolve_typefaces
-from .tables import SIGN_ABBREVIATIONS
-from .typesetting import LATIN_TEXT
+from .pages import illustration_page, sample_house_style, table_page
+from .tables import CLIME_NAMES, MONTHS, ROMAN, SIGN_ABBREVIATIONS, table_groups
+from .typesetting import LATIN_TEXT, RUNNING_HEADS
 
-CONTENTS = ["numbers", "numbers", "numbers", "mixed", "words", "rules", "blank"]
+CONTENTS = ["numbers", "numbers", "mixed", "mixed", "labels", "words", "rules", "blank"]
 ORNAMENTS = ["❧", "¶", "*", "—", "§"]
+# Letters a detector confuses with figures (I l 1, o O 0, Z 2, S 5, g 9, B 8) and the words tables print around
+# their numbers: row labels, column heads, headings. Seen in the detector's false positives on demo tables.
+LOOKALIKES = ["I", "l", "i", "o", "O", "Z", "S", "s", "g", "B", "G", "b", "q", "z", "j", "J", "ij", "ll", "Il"]
+LABELS = (SIGN_ABBREVIATIONS + MONTHS + CLIME_NAMES + ROMAN + RUNNING_HEADS + LOOKALIKES + [
+    "Gra.", "Min.", "Hor.", "Sec.", "Princ.", "Medium", "Finis", "Dies", "Signa", "Clima", "CLIMATA", "Gradus",
+    "Minuta", "Horae", "Latitudo", "Declinatio", "Aries", "Taurus", "TABVLA", "Ascensio", "Summa", "Mensis"])
 
 
 def _sexagesimal_cell(rng: np.random.Generator) -> str:
@@ -32,12 +40,13 @@ def _numbers(pen: Pen, rng: np.random.Generator, size: int, w: int, h: int, word
     y = rng.uniform(-0.5, 0.5) * leading + size
     while y < h + size:
         x = rng.uniform(-size, size)
-        if words and rng.random() < 0.6:
-            x += pen.text(x, y, str(rng.choice(SIGN_ABBREVIATIONS + ["Aries", "Gr.", "Min.", "Hor."])), size)
-            x += gap
+        if words and rng.random() < 0.7:
+            x += pen.text(x, y, str(rng.choice(LABELS)), size, bool(rng.random() < 0.3)) + gap
         while x < w + size:
             # Right-aligned columns: pad short numbers with the width of a digit.
             cell = _sexagesimal_cell(rng)
+            if words and rng.random() < 0.25:  # a label or letter inside the run of numbers
+                cell = str(rng.choice(LABELS if rng.random() < 0.5 else LOOKALIKES))
             x += pen.width("0" * (3 - len(cell)), size) * (rng.random() < 0.5)
             x += pen.text(x, y, cell, size) + gap
         if rng.random() < 0.15:
@@ -56,6 +65,19 @@ def _words(pen: Pen, rng: np.random.Generator, size: int, w: int, h: int) -> Non
             x += pen.text(x, y, text[k % len(text)], size, italic) + size * 0.3
             k += 1
         y += leading
+
+
+def _labels(pen: Pen, rng: np.random.Generator, size: int, w: int, h: int) -> None:
+    """Headings, row labels and single letters in roman, italic and capitals at mixed sizes: no digits."""
+    y = rng.uniform(0.6, 1.2) * size
+    while y < h + size:
+        line_size = int(size * rng.choice([1.0, 1.0, 1.2, 1.5]))
+        x = rng.uniform(-size, size)
+        while x < w:
+            text = str(rng.choice(LABELS))
+            x += pen.text(x, y, text.upper() if rng.random() < 0.2 else text, line_size, bool(rng.random() < 0.3))
+            x += size * rng.uniform(0.3, 2.0)
+        y += line_size * rng.uniform(1.1, 1.6)
 
 
 def _rules(pen: Pen, rng: np.random.Generator, size: int, w: int, h: int) -> None:
@@ -96,7 +118,8 @@ def digit_training_pages(n: int, seed: int = 0, fonts=None, size: tuple[int, int
     -------
     list of (PIL.Image.Image, list of (int, float, float))
         Grey patch (``"L"``, paper light) and ``(digit, cx, cy)`` for each digit whose ink centre lies inside it.
-        About 40% of the patches are negatives or partly negative (words, rules, ornaments, blank paper).
+        About half of the patches are negatives or partly negative (labels, look-alike letters, words, rules,
+        ornaments, blank paper).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
@@ -118,6 +141,8 @@ def digit_training_pages(n: int, seed: int = 0, fonts=None, size: tuple[int, int
             _numbers(pen, rng, px, w, h, words=content == "mixed")
         elif content == "words":
             _words(pen, rng, px, w, h)
+        elif content == "labels":
+            _labels(pen, rng, px, w, h)
         elif content == "rules":
             _rules(pen, rng, px, w, h)
         defects = dataclasses.replace(sample_defects(rng, float(rng.uniform(0.8, 1.8))),
@@ -138,3 +163,42 @@ def _centres(boxes, defects: Defects, size: tuple[int, int]) -> list[tuple[int, 
         if 0 <= cx < w and 0 <= cy < h:
             centres.append((int(digit), float(cx), float(cy)))
     return centres
+
+
+def training_book_pages(n: int, seed: int = 0, fonts=None, tables_share: float = 0.8):
+    """Whole demo pages (tables and woodcut pages) printed in ``fonts``, with the ink box of every digit.
+
+    The detector meets whole pages at inference: headings, row labels, rules and woodcuts around the numbers.
+    Cropping these pages (after the same scale normalisation as inference) gives it that context to learn from.
+
+    Parameters
+    ----------
+    n : int
+        Number of pages.
+    seed : int
+        Seed; the same arguments give the same pages.
+    fonts : str or list of str, optional
+        Typefaces to print in (default all demo typefaces); training fonts are accepted too.
+    tables_share : float
+        Share of table pages; the rest are woodcut pages (negatives but for folios and signatures).
+
+    Returns
+    -------
+    list of (PIL.Image.Image, list of (int, float, float, float, float))
+        Scan and ``(digit, x0, y0, x1, y1)`` ink boxes in scan pixels.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    names = resolve_typefaces(fonts)
+    tables, diagrams = table_groups(), illustration_groups()
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i, 5])
+        house = sample_house_style(rng, names[int(rng.integers(len(names)))])
+        folio = int(rng.integers(1, 300))
+        if rng.random() < tables_share:
+            scan, boxes, _ = table_page(tables[int(rng.integers(len(tables)))], house, folio, rng)
+        else:
+            scan, boxes, _ = illustration_page(diagrams[int(rng.integers(len(diagrams)))], house, folio, rng)
+        out.append((scan, [(int(d), x0, y0, x1, y1) for d, x0, y0, x1, y1 in boxes]))
+    return out
