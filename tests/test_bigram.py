@@ -23,8 +23,9 @@ def test_structure_and_default_gamma():
     convs = [i for i, m in enumerate(model.layers) if isinstance(m, nn.Conv2d)]
     assert resolve_gamma(model) == dict.fromkeys(convs, 0.5)
     assert bigram_network(pretrained=False, unigrams=False, aligned=False)(torch.rand(1, 1, 32, 48)).shape == (1, 100)
-    assert bigram_network(pretrained=False)(torch.rand(1, 1, 32, 48)).shape == (1, 200)
-    assert bigram_network(pretrained=False, unigrams=True)(torch.rand(1, 1, 32, 48)).shape == (1, 210)
+    assert bigram_network(pretrained=False)(torch.rand(1, 1, 32, 48)).shape == (1, 100)
+    assert bigram_network(pretrained=False, aligned=True)(torch.rand(1, 1, 32, 48)).shape == (1, 200)
+    assert bigram_network(pretrained=False, aligned=True, unigrams=True)(torch.rand(1, 1, 32, 48)).shape == (1, 210)
 
 
 def test_bigram_pooling_counts_a_bigram_at_its_shift():
@@ -69,14 +70,14 @@ def test_explanation_runs_and_shapes(print_strip):
     x = model.preprocess(print_strip)
     x2 = model.preprocess(print_strip.transpose(Image.FLIP_TOP_BOTTOM))
     factors = relevance_factors(model, x, pool=8)
-    assert factors.shape == (200, -(-x.shape[2] // 8), -(-x.shape[3] // 8))
+    assert factors.shape == (100, -(-x.shape[2] // 8), -(-x.shape[3] // 8))
     out = bilrp(model, x, x2, pool=8)
     assert torch.isfinite(out).all()
 
 
 def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
     model = bigram_network()
-    assert model.key == "bigram-trained-200-cos"
+    assert model.key == "bigram-trained-100-cos"
     with pytest.raises(WeightsUnavailableError, match="train_bigram"):
         bigram_network(weights=tmp_path / "none.pt")
 
