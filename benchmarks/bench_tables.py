@@ -2,8 +2,9 @@
 
 1. Digit detection on demo table pages set in the typeface held out from the detector's training:
    precision, recall, F1 (a detection is right when its centre falls in an unmatched glyph box of that digit).
-2. Table retrieval (relevant = same `group`): mAP@10 and precision@1 of the bigram network beside VGG-16 at
-   layers 17 and 31 (random weights: ImageNet weights cannot be fetched on this machine).
+2. Table retrieval (relevant = same `group`): mAP@10 and precision@1 of the bigram network (with and without
+   its detection threshold) beside VGG-16 at layers 17 and 31 (random weights: ImageNet weights cannot be
+   fetched on this machine).
 3. Explanation faithfulness: on pairs of editions of one table, the share of positive BiLRP relevance (pooled on
    a fine grid) linking a digit glyph in one page to a glyph of the same digit in the other; for the bigram
    network with the plain gradient rule through the min (the default) and with aligned pooling.
@@ -25,7 +26,7 @@ import torch
 from PIL import Image
 
 from bilrp_core import RotationMax, bigram_network, relevance_factors, vgg16_similarity
-from bilrp_core.bigram import detect_digits, load_detector_weights, normalise_page
+from bilrp_core.bigram import DEFAULT_THRESHOLD, detect_digits, load_detector_weights, normalise_page
 from corpus_index.synthetic import generate_corpus
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tables.json"
@@ -148,7 +149,9 @@ def main():
                                                   **detection_scores(bigram, unseen, glyphs, root)}
         groups = tables.group.to_numpy()
         retrieval = {}
-        for name, model in [("bigram", bigram), ("vgg16-L17-random", vgg16_similarity(17)),
+        results["detector"]["threshold"] = DEFAULT_THRESHOLD  # of the default bigram network
+        for name, model in [("bigram", bigram), ("bigram-no-threshold", bigram_network(threshold=0)),
+                            ("vgg16-L17-random", vgg16_similarity(17)),
                             ("vgg16-L31-random", vgg16_similarity(31))]:
             f = features(model, tables.path, root)
             retrieval[name] = retrieval_scores(f @ f.T, groups)

@@ -139,6 +139,20 @@ class MaxPoolRule(GradientRule):
         return a * grad.view(m, *a.shape[1:])
 
 
+class GateRule(GradientRule):
+    """The gradient rule (Eq. 6) for elementwise gates out = a · [a > t] (e.g. a detection threshold).
+
+    Piecewise the gate is the identity or zero, so Euler's identity Σ_j a_j [∇out_k]_j = out_k holds and relevance
+    passes unchanged where the gate is open; where it is shut the output is zero and carries none.
+    """
+
+    def prepare(self, layer, a):
+        return {"open": layer(a) != 0}
+
+    def backward(self, ctx, relevance):
+        return relevance * ctx["open"]
+
+
 class PassRule:
     """ReLU, Dropout (eval) and Identity: relevance passes unchanged (the rule below it used the ReLU output)."""
 

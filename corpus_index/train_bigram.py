@@ -75,11 +75,11 @@ def make_dataset(n, seed, fonts, progress=None):
     return torch.from_numpy(np.stack(inks))[:, None], torch.from_numpy(np.stack(targets))
 
 
-def page_crops(n_pages, crops_per_page, seed, fonts, component_height, size=PATCH):
+def page_crops(n_pages, crops_per_page, seed, fonts, component_height, size=PATCH, near_digit=0.7):
     """Crops of whole demo pages, normalised as at inference, and their blob targets.
 
-    Most crops are centred near a random digit (with an offset), the rest anywhere: headings, labels, rules,
-    woodcuts and margins are the negatives the detector meets on real pages.
+    A share ``near_digit`` of the crops is centred near a random digit (with an offset), the rest anywhere:
+    headings, labels, rules, woodcuts and margins are the negatives the detector meets on real pages.
     """
     rng = np.random.default_rng([seed, 7])
     inks, targets = [], []
@@ -88,7 +88,7 @@ def page_crops(n_pages, crops_per_page, seed, fonts, component_height, size=PATC
         page = page[0, 0].numpy()
         centres = [(d, (x0 + x1) / 2 * sx, (y0 + y1) / 2 * sy) for d, x0, y0, x1, y1 in boxes]
         for _ in range(crops_per_page):
-            if centres and rng.random() < 0.7:
+            if centres and rng.random() < near_digit:
                 _, cx, cy = centres[int(rng.integers(len(centres)))]
                 top = int(cy + rng.uniform(-0.4, 0.4) * size[0]) - size[0] // 2
                 left = int(cx + rng.uniform(-0.4, 0.4) * size[1]) - size[1] // 2
@@ -117,18 +117,20 @@ def training_fonts(held_out=HELD_OUT):
 
 
 def train(out, steps=6000, n_patches=4000, seed=0, batch_size=32, lr=2e-3, held_out=HELD_OUT, width=16,
-          n_pages=400, crops_per_page=10, context=1, log=print):
+          n_pages=400, crops_per_page=10, context=1, near_digit=0.7, false_positive_weight=0.0, log=print):
     """Train and save the detector; returns the checkpoint dict.
 
     Training print is ``n_patches`` rendered strips plus ``crops_per_page`` crops of each of ``n_pages`` whole
-    pages, all in every typeface but ``held_out``.
+    pages, all in every typeface but ``held_out``. ``false_positive_weight`` adds to the loss weight of map
+    pixels that should be empty but respond above 0.2 (hard negatives: heading capitals, rule ends).
     """
     fonts = training_fonts(held_out)
     torch.manual_seed(seed)
     component_height = digit_height(fonts)
     inks, targets = make_dataset(n_patches, seed, fonts)
     if n_pages:
-        crop_inks, crop_targets = page_crops(n_pages, crops_per_page, seed, fonts, component_height)
+        crop_inks, crop_targets = page_crops(n_pages, crops_per_page, seed, fonts, component_height,
+                                                  near_digit=near_digit)
         inks, targets = torch.cat([inks, crop_inks]), torch.cat([targets, crop_targets])
     log(f"{len(inks)} training patches ({n_patches} strips, {n_pages} x {crops_per_page} page crops), "
         f"{len(fonts)} typefaces")
@@ -143,6 +145,8 @@ def train(out, steps=6000, n_patches=4000, seed=0, batch_size=32, lr=2e-3, held_
         # blobs cover a few % of the map: weight them up so the detector does not learn "all zero"; and weight
         # every map at a digit, so that a '3' firing the '8' map (the commonest error seen) costs as much
         weight = 1.0 + 9.0 * target + 9.0 * target.amax(dim=1, keepdim=True)
+        if false_positive_weight:
+            weight = weight + false_positive_weight * ((target < 0.05) & (pred.detach() > 0.2))
         loss = (weight * (pred - target) ** 2).mean()
         optimiser.zero_grad()
         loss.backward()
@@ -155,6 +159,7 @@ def train(out, steps=6000, n_patches=4000, seed=0, batch_size=32, lr=2e-3, held_
         "state_dict": model.state_dict(), "component_height": component_height, "shifts": list(DEFAULT_SHIFTS),
         "width": width, "context": context, "held_out": held_out, "fonts": fonts, "font_px": list(FONT_PX),
         "steps": steps, "n_patches": n_patches, "n_pages": n_pages, "crops_per_page": crops_per_page, "seed": seed,
+        "near_digit": near_digit, "false_positive_weight": false_positive_weight,
         "final_loss": running,
     }
     out = Path(out)
@@ -174,6 +179,9 @@ def main(argv=None):
     parser.add_argument("--pages", type=int, default=400, help="whole demo pages to crop training print from")
     parser.add_argument("--crops", type=int, default=10, help="crops per whole page")
     parser.add_argument("--context", type=int, default=1, help="dilated context layers of the detector")
+    parser.add_argument("--near-digit", type=float, default=0.7, help="share of page crops centred near a digit")
+    parser.add_argument("--false-positive-weight", type=float, default=0.0,
+                        help="extra loss weight on empty map pixels that respond above 0.2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--held-out", default=HELD_OUT, help=f"typeface never seen in training (of {list(TYPEFACES)})")
     args = parser.parse_args(argv)
@@ -181,11 +189,14 @@ def main(argv=None):
         parser.error("--steps and --patches must be ≥ 1")
     if args.pages < 0 or args.crops < 1 or args.context < 0:
         parser.error("--pages and --context must be ≥ 0, --crops ≥ 1")
+    if not 0 <= args.near_digit <= 1 or args.false_positive_weight < 0:
+        parser.error("--near-digit must be in [0, 1], --false-positive-weight ≥ 0")
     if args.held_out not in TYPEFACES:
         parser.error(f"--held-out must be one of {list(TYPEFACES)}")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     train(args.out, args.steps, args.patches, args.seed, held_out=args.held_out, n_pages=args.pages,
-          crops_per_page=args.crops, context=args.context)
+          crops_per_page=args.crops, context=args.context, near_digit=args.near_digit,
+          false_positive_weight=args.false_positive_weight)
     return 0
 
 

@@ -7,7 +7,14 @@ from PIL import Image
 from torch import nn
 
 from bilrp_core import WeightsUnavailableError, bigram_network, bilrp, relevance_factors, resolve_gamma
-from bilrp_core.bigram import BigramPooling, detect_digits, estimate_component_height, normalise_page, to_ink
+from bilrp_core.bigram import (
+    BigramPooling,
+    DetectionThreshold,
+    detect_digits,
+    estimate_component_height,
+    normalise_page,
+    to_ink,
+)
 from corpus_index.synthetic.training import digit_training_pages
 
 
@@ -77,9 +84,22 @@ def test_explanation_runs_and_shapes(print_strip):
 
 def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
     model = bigram_network()
-    assert model.key == "bigram-trained-100-cos"
+    assert model.key == "bigram-trained-100-cos-t0.3"
     with pytest.raises(WeightsUnavailableError, match="train_bigram"):
         bigram_network(weights=tmp_path / "none.pt")
+
+
+def test_threshold_drops_weak_responses_and_the_explanation_still_conserves(print_strip):
+    gated, ungated = bigram_network(), bigram_network(threshold=0)
+    assert isinstance(gated.layers[-2], DetectionThreshold)
+    assert not any(isinstance(layer, DetectionThreshold) for layer in ungated.layers)
+    x = gated.preprocess(print_strip)
+    counts, all_responses = gated.unnormalized(x)[0], ungated.unnormalized(x)[0]
+    assert (counts <= all_responses + 1e-6).all() and counts.sum() < all_responses.sum() and counts.sum() > 0
+    factors = relevance_factors(gated, x, pool=8)  # LRP through the gate loses nothing: Σ factors = φ
+    torch.testing.assert_close(factors.sum(dim=(1, 2)), gated(x)[0], rtol=1e-3, atol=1e-5)
+    with pytest.raises(ValueError, match="threshold"):
+        bigram_network(pretrained=False, threshold=-0.1)
 
 
 def test_training_script_runs_and_its_weights_load(tmp_path, print_strip):
@@ -88,6 +108,9 @@ def test_training_script_runs_and_its_weights_load(tmp_path, print_strip):
     target = blob_targets([(3, 10.0, 10.0)], (32, 64))
     assert target.shape == (10, 8, 16) and target[3].max() > 0.8 and target[4].max() == 0
     out = tmp_path / "tiny.pt"
-    assert main(["--out", str(out), "--steps", "3", "--patches", "8", "--pages", "2", "--crops", "2"]) == 0
+    assert main(["--out", str(out), "--steps", "3", "--patches", "8", "--pages", "2", "--crops", "2",
+                 "--near-digit", "0.5", "--false-positive-weight", "4"]) == 0
+    checkpoint = torch.load(out, weights_only=True)
+    assert checkpoint["near_digit"] == 0.5 and checkpoint["false_positive_weight"] == 4
     model = bigram_network(weights=out)
     assert isinstance(detect_digits(model, print_strip, threshold=0.0), list)

@@ -6,7 +6,7 @@ from torch import nn
 
 from bilrp_core.layers import GlobalSumPool, MaxOverAxis, MinOverAxis, MinPool2d, Shift, ShiftedCopies
 from bilrp_core.reference import _layer_matrix
-from bilrp_core.rules import GammaRule, GradientRule, MaxPoolRule, ZBoxRule
+from bilrp_core.rules import GammaRule, GateRule, GradientRule, MaxPoolRule, ZBoxRule
 
 
 def _check(rule, layer, a, seed=0):
@@ -76,6 +76,18 @@ def test_maxpool_rule_equals_generic_gradient_rule_with_overlap():
     fast, relevance = _check(MaxPoolRule(), layer, a)
     generic = GradientRule().backward(GradientRule().prepare(layer, a), relevance)
     torch.testing.assert_close(fast, generic)
+
+
+def test_gate_rule_against_reference_passes_relevance_only_where_open():
+    from bilrp_core.bigram import DetectionThreshold
+
+    layer = DetectionThreshold(0.5)
+    a = torch.rand(1, 3, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    fast, relevance = _check(GateRule(), layer, a)
+    generic = GradientRule().backward(GradientRule().prepare(layer, a), relevance)
+    torch.testing.assert_close(fast, generic)
+    assert (fast[:, (a <= 0.5)[0]] == 0).all() and (a <= 0.5).any()
+    torch.testing.assert_close(fast.sum(dim=(1, 2, 3)), relevance.sum(dim=(1, 2, 3)))
 
 
 @pytest.mark.parametrize("unigrams", [True, False])
