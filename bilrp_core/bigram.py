@@ -61,10 +61,11 @@ class DetectionThreshold(nn.Module):
 
     Without it every weak response of the detector to a letter, a rule or a stain adds to the sums; over a page
     of headings and labels these add up to a noise floor that hid the few numbers in which near-identical
-    tables differ (on the demo corpus table retrieval rose from mAP@10 0.46 to 0.74 with threshold 0.3, see
-    README). Elementwise the gate is the identity or zero, so LRP passes relevance through it unchanged
-    (:class:`~bilrp_core.rules.GateRule`) and BiLRP stays conservative. It is not positively homogeneous in the
-    strict sense, which is why pages are normalised first: :func:`to_ink` fixes the darkest ink at 1.
+    tables differ (on the demo corpus, table retrieval mAP@10 rose from 0.51 to 0.74 with threshold 0.3 and the
+    shipped detector, see README). Elementwise the gate is the identity or zero, so LRP passes relevance
+    through it unchanged (:class:`~bilrp_core.rules.GateRule`) and BiLRP stays conservative. It is not
+    positively homogeneous in the strict sense, which is why pages are normalised first: :func:`to_ink` fixes
+    the darkest ink at 1.
     """
 
     def __init__(self, threshold=DEFAULT_THRESHOLD):
@@ -282,7 +283,7 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=False, g
         Append the 10 unigram sums (as in the authors' later work). Off by default: on the demo corpus they
         outweigh the bigrams in the cosine (about 90% of a pair's score) while saying less about which table it
         is; without them table retrieval was better (mAP@10 0.46 vs 0.40, precision@1 0.79 vs 0.67, measured
-        with the shipped weights, see README).
+        with the previous detector weights before the threshold existed).
     gamma : float
         LRP-γ of every conv layer (0.5 in the paper).
     normalize : bool
@@ -292,8 +293,9 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=False, g
     aligned : bool
         Write each bigram twice (scaled by 1/√2, same similarity) so that BiLRP links the first digits of a
         bigram's two occurrences and the second digits, never a '2' to a '3' (see :class:`BigramPooling`).
-        φ then has 200 dimensions (210 with unigrams). Off by default: it lifted the faithfulness measure only
-        from 0.35 to 0.38 on the demo corpus but made explanations 2-3 times slower (benchmarks/results/).
+        φ then has 200 dimensions (210 with unigrams). It lifts the faithfulness measure on the demo corpus from
+        0.56 to 0.61 (benchmarks/results/tables.json) but doubles the cost of an explanation, and φ is no longer
+        the paper's 100 bigram sums; hence off by default.
     threshold : float
         Detector responses at or below it count zero (:class:`DetectionThreshold`); 0 keeps every response.
 
