@@ -8,8 +8,10 @@ A model key is the unit everything on disk is filed under (features, indexes, ca
     drawn with ``seed``, **untrained random weights** (built offline, deterministic from ``seed``).
 ``vgg16in-L{layer}-h{h}-seed{seed}[-px{size}][-rot]``
     The same on **ImageNet weights** (only when torchvision's weights are already on disk: nothing downloads).
-``bigram[-rot]``
-    The bigram network of the paper (digit pairs in tables), :func:`bilrp_core.bigram_network`.
+``bigram[-aligned][-rot]``
+    The bigram network of the paper (digit pairs in tables), :func:`bilrp_core.bigram_network`; ``-aligned``
+    selects its aligned pooling (explanations link first digits to first digits and second to second: more
+    faithful, twice the cost; same similarity scores).
 
 ``-px{size}`` is the model's input size in pixels (default 128, then left out of the canonical key); ``-rot``
 wraps the model in :class:`bilrp_core.RotationMax` (similarity = max over the 8 flips/rotations).
@@ -37,7 +39,7 @@ _VGG_PATTERN = re.compile(
     r"^(?P<family>vgg16|vgg16in)-L(?P<layer>\d+)-h(?P<h>\d+)-seed(?P<seed>\d+)"
     r"(?:-px(?P<size>\d+))?(?P<rot>-rot)?$"
 )
-_BIGRAM_PATTERN = re.compile(r"^bigram(?P<rot>-rot)?$")
+_BIGRAM_PATTERN = re.compile(r"^bigram(?P<aligned>-aligned)?(?P<rot>-rot)?$")
 # Keys become folder and file names: keep them to a safe alphabet (no dots, no slashes).
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -54,7 +56,8 @@ class UnknownModelKeyError(ValueError):
         detail = f" ({reason})" if reason else ""
         super().__init__(
             f"unknown model key {key!r}{detail}; expected e.g. 'vgg16-L17-h100-seed0' (random weights), "
-            "'vgg16in-L17-h100-seed0' (ImageNet weights), optional '-px128' and '-rot' suffixes, or 'bigram'"
+            "'vgg16in-L17-h100-seed0' (ImageNet weights), optional '-px128' and '-rot' suffixes, or 'bigram' "
+            "(optionally 'bigram-aligned', and '-rot')"
         )
 
 
@@ -72,6 +75,8 @@ class ModelSpec:
         ``None`` for random weights, ``"imagenet"`` for torchvision's ImageNet weights.
     rotation_max : bool
         Whether the model takes the max over the 8 flips/rotations.
+    aligned : bool
+        Bigram network only: aligned pooling (see :func:`bilrp_core.bigram_network`).
     """
 
     family: str
@@ -81,13 +86,14 @@ class ModelSpec:
     image_size: int | None = None
     weights: str | None = None
     rotation_max: bool = False
+    aligned: bool = False
 
     @property
     def key(self) -> str:
         """The canonical spelling of this spec (what folders are named after)."""
         suffix = "-rot" if self.rotation_max else ""
         if self.family == "bigram":
-            return "bigram" + suffix
+            return "bigram" + ("-aligned" if self.aligned else "") + suffix
         family = "vgg16in" if self.weights == "imagenet" else "vgg16"
         size = "" if self.image_size == DEFAULT_IMAGE_SIZE else f"-px{self.image_size}"
         return f"{family}-L{self.layer}-h{self.proj_dim}-seed{self.seed}{size}{suffix}"
@@ -116,7 +122,7 @@ def parse_model_key(key: str) -> ModelSpec:
         return ModelSpec(family="custom")
     match = _BIGRAM_PATTERN.match(key)
     if match:
-        return ModelSpec(family="bigram", rotation_max=bool(match["rot"]))
+        return ModelSpec(family="bigram", rotation_max=bool(match["rot"]), aligned=bool(match["aligned"]))
     match = _VGG_PATTERN.match(key)
     if not match:
         raise UnknownModelKeyError(key)
@@ -172,7 +178,7 @@ def _build(spec: ModelSpec, key: str) -> torch.nn.Module:
         bigram_network = getattr(bilrp_core, "bigram_network", None)
         if bigram_network is None:
             from bilrp_core.bigram import bigram_network
-        model = bigram_network(pretrained=True)
+        model = bigram_network(pretrained=True, aligned=spec.aligned)
     else:
         model = bilrp_core.vgg16_similarity(
             layer=spec.layer,

@@ -99,10 +99,20 @@ def test_model_keys_parse_and_reject():
     spec = parse_model_key("vgg16in-L31-h100-seed3-rot")
     assert (spec.layer, spec.proj_dim, spec.seed, spec.weights, spec.rotation_max) == (31, 100, 3, "imagenet", True)
     assert canonical_key("vgg16-L17-h100-seed0-px128") == "vgg16-L17-h100-seed0"
-    assert parse_model_key("bigram").family == "bigram"
-    for bad in ["vgg16-L12-h100-seed0", "vgg16-L17-h0-seed0", "resnet", "vgg16-L17-h100-seed0-px100", ""]:
+    assert parse_model_key("bigram").family == "bigram" and not parse_model_key("bigram").aligned
+    spec = parse_model_key("bigram-aligned-rot")
+    assert (spec.family, spec.aligned, spec.rotation_max, spec.key) == ("bigram", True, True, "bigram-aligned-rot")
+    for bad in ["vgg16-L12-h100-seed0", "vgg16-L17-h0-seed0", "resnet", "vgg16-L17-h100-seed0-px100", "",
+                "bigram-rot-aligned"]:
         with pytest.raises(UnknownModelKeyError):
             parse_model_key(bad)
+
+
+def test_bigram_aligned_key_builds_the_aligned_network():
+    plain, aligned = load_model("bigram"), load_model("bigram-aligned")
+    x = torch.rand(1, 1, 48, 64)
+    assert plain(x).shape == (1, 100) and aligned(x).shape == (1, 200)
+    assert aligned.fingerprint != plain.fingerprint  # stored data of one is never taken for the other's
 
 
 def test_load_model_builds_small_vgg_once():
