@@ -45,7 +45,7 @@ class ModelChoice:
 def choice_of(key: str) -> ModelChoice:
     """The :class:`ModelChoice` a model key stands for."""
     spec = parse_model_key(key)
-    if spec.family == "bigram":
+    if spec.family == "bigram" and not spec.aligned:  # the picker has no aligned variant: never swap it silently
         return ModelChoice(BIGRAM, None, spec.rotation_max)
     if spec.family != "vgg16":
         raise ValueError(f"model {key!r} is not one the explorer offers (bigram or VGG-16)")

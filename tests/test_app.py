@@ -319,6 +319,9 @@ def test_model_choices_and_gamma_links_round_trip():
     assert ModelChoice("vgg16in", 31, False).key(base) == "vgg16in-L31-h8-seed0-px64"
     assert ModelChoice("bigram", None, False).key(base) == "bigram"
     assert choice_of("vgg16-L24-h100-seed0-rot") == ModelChoice("vgg16", 24, True)
+    assert choice_of("bigram-rot") == ModelChoice("bigram", None, True)
+    with pytest.raises(ValueError, match="bigram-aligned"):  # not offered: never shown as plain "bigram"
+        choice_of("bigram-aligned")
     for gamma in (None, 0.25, {2: 0.5, 12: 0.25, 26: 0.0}):
         assert parse_gamma(encode_gamma(gamma)) == gamma
     with pytest.raises(ValueError, match="gamma"):
