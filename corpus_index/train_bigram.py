@@ -6,7 +6,7 @@ figures, Latin words, rules, ornaments, blank paper) and from crops of whole dem
 Empty places where the detector still responds (heading capitals, rule ends) weigh more in the loss.
 Print comes in the demo corpus's typefaces and seven training-only book faces; one demo typeface is held out
 (never seen in training) so that detection can be evaluated on an unseen fount. The defaults are the settings
-the shipped weights were trained with (45 minutes on 2 CPU cores, part of it beside other work).
+the shipped weights were trained with (41 minutes on 2 CPU cores, part of it beside other work).
 
 Usage::
 
