@@ -235,7 +235,11 @@ def test_compare_page_two_models_and_gamma_strip(app, demo_root):
     # Side A starts on the bigram network: slow on whole pages, so it waits for a click (or says why it cannot).
     keys = {b.key for b in at.button}
     assert "cmpA_go" in keys or "bigram" in at.error[0].value
+    # the bigram network offers aligned routing (another model key, same scores); VGG-16 does not
+    at.checkbox(key="cmpA_aligned").check().run()
+    assert not at.exception and at.checkbox(key="cmpA_aligned").value
     at.radio(key="cmpA_family").set_value("vgg16").run()
+    assert "cmpA_aligned" not in {c.key for c in at.checkbox}
     at.select_slider(key="cmpA_layer").set_value(10).run()
     for side in ("cmpA_go", "cmpB_go"):
         if side in {b.key for b in at.button}:
@@ -320,8 +324,8 @@ def test_model_choices_and_gamma_links_round_trip():
     assert ModelChoice("bigram", None, False).key(base) == "bigram"
     assert choice_of("vgg16-L24-h100-seed0-rot") == ModelChoice("vgg16", 24, True)
     assert choice_of("bigram-rot") == ModelChoice("bigram", None, True)
-    with pytest.raises(ValueError, match="bigram-aligned"):  # not offered: never shown as plain "bigram"
-        choice_of("bigram-aligned")
+    assert choice_of("bigram-aligned") == ModelChoice("bigram", None, False, True)
+    assert ModelChoice("bigram", None, True, True).key(base) == "bigram-aligned-rot"
     for gamma in (None, 0.25, {2: 0.5, 12: 0.25, 26: 0.0}):
         assert parse_gamma(encode_gamma(gamma)) == gamma
     with pytest.raises(ValueError, match="gamma"):
