@@ -2,9 +2,9 @@
 
 1. Digit detection on demo table pages set in the typeface held out from the detector's training:
    precision, recall, F1 (a detection is right when its centre falls in an unmatched glyph box of that digit).
-2. Table retrieval (relevant = same `group`): mAP@10 and precision@1 of the bigram network (with and without
-   its detection threshold) beside VGG-16 at layers 17 and 31 (random weights: ImageNet weights cannot be
-   fetched on this machine).
+2. Table retrieval (relevant = same `group`): mAP@10 and precision@1 of the bigram network (also without its
+   detection threshold, and with the plain bigram sums instead of their square roots) beside VGG-16 at
+   layers 17 and 31 (random weights: ImageNet weights cannot be fetched on this machine).
 3. Explanation faithfulness: on pairs of editions of one table, the share of positive BiLRP relevance (pooled on
    a fine grid) linking a digit glyph in one page to a glyph of the same digit in the other; for the bigram
    network with the plain gradient rule through the min (the default) and with aligned pooling.
@@ -151,6 +151,7 @@ def main():
         retrieval = {}
         results["detector"]["threshold"] = DEFAULT_THRESHOLD  # of the default bigram network
         for name, model in [("bigram", bigram), ("bigram-no-threshold", bigram_network(threshold=0)),
+                            ("bigram-plain-sums", bigram_network(root=False)),  # the paper's φ, no square root
                             ("vgg16-L17-random", vgg16_similarity(17)),
                             ("vgg16-L31-random", vgg16_similarity(31))]:
             f = features(model, tables.path, root)

@@ -84,7 +84,7 @@ def test_explanation_runs_and_shapes(print_strip):
 
 def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
     model = bigram_network()
-    assert model.key == "bigram-trained-100-cos-t0.3"
+    assert model.key == "bigram-trained-100-cos-t0.3-sqrt"
     with pytest.raises(WeightsUnavailableError, match="train_bigram"):
         bigram_network(weights=tmp_path / "none.pt")
 
@@ -100,6 +100,13 @@ def test_threshold_drops_weak_responses_and_the_explanation_still_conserves(prin
     torch.testing.assert_close(factors.sum(dim=(1, 2)), gated(x)[0], rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="threshold"):
         bigram_network(pretrained=False, threshold=-0.1)
+
+
+def test_phi_holds_the_roots_of_the_bigram_sums_by_default(print_strip):
+    rooted, sums = bigram_network(), bigram_network(root=False)
+    assert rooted.layers[-1].root and not sums.layers[-1].root and sums.key == "bigram-trained-100-cos-t0.3"
+    x = rooted.preprocess(print_strip)
+    torch.testing.assert_close(rooted.unnormalized(x) ** 2, sums.unnormalized(x), rtol=1e-4, atol=1e-6)
 
 
 def test_training_script_runs_and_its_weights_load(tmp_path, print_strip):

@@ -151,3 +151,26 @@ def test_aligned_bigram_pooling_keeps_the_similarity_and_routes_each_copy_to_its
     assert rule.backward(rule.prepare(aligned, a), only)[0, 2].sum().item() == pytest.approx(1.0)
     only[0, 23], only[0, 123] = 0.0, 1.0
     assert rule.backward(rule.prepare(aligned, a), only)[0, 3].sum().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_rooted_bigram_pooling_passes_relevance_through_the_root(aligned):
+    """ψ = √φ; LRP treats the root like any monotone activation, so the shares of the plain sums split it."""
+    from bilrp_core.bigram import BigramPooling
+
+    plain = BigramPooling(shifts=(1, 2), aligned=aligned).double()
+    rooted = BigramPooling(shifts=(1, 2), aligned=aligned, root=True).double()
+    g = torch.Generator().manual_seed(9)
+    a = torch.rand(1, 10, 3, 7, dtype=torch.float64, generator=g) * (torch.rand(1, 10, 3, 7, generator=g) > 0.4)
+    scale = 0.5 ** 0.5 if aligned else 1.0  # the aligned copies are scaled after the root
+    expected = plain(a) if not aligned else torch.cat([plain(a)[:, :100] / scale, plain(a)[:, 200:]], dim=1)
+    roots = expected.sqrt()
+    if aligned:
+        roots = torch.cat([roots[:, :100] * scale, roots[:, :100] * scale, roots[:, 100:]], dim=1)
+    torch.testing.assert_close(rooted(a), roots)
+    relevance = torch.rand(2, rooted(a).shape[1], dtype=torch.float64, generator=g) * (rooted(a)[0] != 0)
+    rule = rooted.lrp_rule()
+    fast = rule.backward(rule.prepare(rooted, a), relevance)
+    reference_rule = plain.lrp_rule()
+    torch.testing.assert_close(fast, reference_rule.backward(reference_rule.prepare(plain, a), relevance))
+    torch.testing.assert_close(fast.sum(dim=(1, 2, 3)), relevance.sum(dim=1))
