@@ -95,8 +95,8 @@ def _pairs(unigrams):
 class BigramPooling(nn.Module):
     """Digit maps (B, 10, H, W) -> bigram (and unigram) sums (B, 100 or 110; 200 or 210 when ``aligned``).
 
-    Positively homogeneous; explained by :class:`BigramPoolingRule`, so that all dimensions cost one pass over
-    the maps.
+    Positively homogeneous (of degree ½ with ``root``); explained by :class:`BigramPoolingRule`, so that all
+    dimensions cost one pass over the maps.
 
     ``root`` takes the square root of every sum (power normalisation, as for bags of visual words: Perronnin et
     al., ECCV 2010; with the cosine it is the Hellinger kernel). A table's bigram counts are dominated by the few
@@ -112,8 +112,6 @@ class BigramPooling(nn.Module):
     in ``benchmarks/bench_tables.py``).
     """
 
-    positively_homogeneous = True
-
     def __init__(self, shifts=DEFAULT_SHIFTS, unigrams=True, aligned=False, root=False):
         super().__init__()
         self.shifts = tuple(int(s) for s in shifts)
@@ -123,6 +121,10 @@ class BigramPooling(nn.Module):
         first, second = _pairs(unigrams)
         self.register_buffer("first", first, persistent=False)
         self.register_buffer("second", second, persistent=False)
+
+    @property
+    def positively_homogeneous(self):  # in the strict sense (degree 1); √ of the sums has degree ½
+        return not self.root
 
     def pair_maps(self, a):
         """Per shift τ: min(a_j, τ a_k) -> (B, T, P, H, W); unigram pairs use shift 0."""
