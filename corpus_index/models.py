@@ -8,10 +8,11 @@ A model key is the unit everything on disk is filed under (features, indexes, ca
     drawn with ``seed``, **untrained random weights** (built offline, deterministic from ``seed``).
 ``vgg16in-L{layer}-h{h}-seed{seed}[-px{size}][-rot]``
     The same on **ImageNet weights** (only when torchvision's weights are already on disk: nothing downloads).
-``bigram[-aligned][-rot]``
-    The bigram network of the paper (digit pairs in tables), :func:`bilrp_core.bigram_network`; ``-aligned``
-    selects its aligned pooling (explanations link first digits to first digits and second to second: more
-    faithful, twice the cost; same similarity scores).
+``bigram[-sums][-aligned][-rot]``
+    The bigram network of the paper (digit pairs in tables), :func:`bilrp_core.bigram_network`; φ holds the
+    square roots of the bigram sums (better retrieval), ``-sums`` the plain sums of the paper (slightly more
+    faithful explanations); ``-aligned`` selects its aligned pooling (explanations link first digits to first
+    digits and second to second: more faithful, twice the cost; same similarity scores).
 
 ``-px{size}`` is the model's input size in pixels (default 128, then left out of the canonical key); ``-rot``
 wraps the model in :class:`bilrp_core.RotationMax` (similarity = max over the 8 flips/rotations).
@@ -39,7 +40,7 @@ _VGG_PATTERN = re.compile(
     r"^(?P<family>vgg16|vgg16in)-L(?P<layer>\d+)-h(?P<h>\d+)-seed(?P<seed>\d+)"
     r"(?:-px(?P<size>\d+))?(?P<rot>-rot)?$"
 )
-_BIGRAM_PATTERN = re.compile(r"^bigram(?P<aligned>-aligned)?(?P<rot>-rot)?$")
+_BIGRAM_PATTERN = re.compile(r"^bigram(?P<sums>-sums)?(?P<aligned>-aligned)?(?P<rot>-rot)?$")
 # Keys become folder and file names: keep them to a safe alphabet (no dots, no slashes).
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -57,7 +58,7 @@ class UnknownModelKeyError(ValueError):
         super().__init__(
             f"unknown model key {key!r}{detail}; expected e.g. 'vgg16-L17-h100-seed0' (random weights), "
             "'vgg16in-L17-h100-seed0' (ImageNet weights), optional '-px128' and '-rot' suffixes, or 'bigram' "
-            "(optionally 'bigram-aligned', and '-rot')"
+            "(optionally 'bigram-sums', 'bigram-aligned', and '-rot')"
         )
 
 
@@ -77,6 +78,8 @@ class ModelSpec:
         Whether the model takes the max over the 8 flips/rotations.
     aligned : bool
         Bigram network only: aligned pooling (see :func:`bilrp_core.bigram_network`).
+    root : bool
+        Bigram network only: φ holds the square roots of the bigram sums (False: the sums, key ``-sums``).
     """
 
     family: str
@@ -87,13 +90,14 @@ class ModelSpec:
     weights: str | None = None
     rotation_max: bool = False
     aligned: bool = False
+    root: bool = True
 
     @property
     def key(self) -> str:
         """The canonical spelling of this spec (what folders are named after)."""
         suffix = "-rot" if self.rotation_max else ""
         if self.family == "bigram":
-            return "bigram" + ("-aligned" if self.aligned else "") + suffix
+            return "bigram" + ("" if self.root else "-sums") + ("-aligned" if self.aligned else "") + suffix
         family = "vgg16in" if self.weights == "imagenet" else "vgg16"
         size = "" if self.image_size == DEFAULT_IMAGE_SIZE else f"-px{self.image_size}"
         return f"{family}-L{self.layer}-h{self.proj_dim}-seed{self.seed}{size}{suffix}"
@@ -122,7 +126,8 @@ def parse_model_key(key: str) -> ModelSpec:
         return ModelSpec(family="custom")
     match = _BIGRAM_PATTERN.match(key)
     if match:
-        return ModelSpec(family="bigram", rotation_max=bool(match["rot"]), aligned=bool(match["aligned"]))
+        return ModelSpec(family="bigram", rotation_max=bool(match["rot"]), aligned=bool(match["aligned"]),
+                         root=not match["sums"])
     match = _VGG_PATTERN.match(key)
     if not match:
         raise UnknownModelKeyError(key)
@@ -178,7 +183,7 @@ def _build(spec: ModelSpec, key: str) -> torch.nn.Module:
         bigram_network = getattr(bilrp_core, "bigram_network", None)
         if bigram_network is None:
             from bilrp_core.bigram import bigram_network
-        model = bigram_network(pretrained=True, aligned=spec.aligned)
+        model = bigram_network(pretrained=True, aligned=spec.aligned, root=spec.root)
     else:
         model = bilrp_core.vgg16_similarity(
             layer=spec.layer,

@@ -28,17 +28,18 @@ VGG_BLOCKS = ((0, 10, "layers 1–10"), (11, 17, "layers 11–17"), (18, 24, "la
 @dataclass(frozen=True)
 class ModelChoice:
     """What the user picked: family ('bigram', 'vgg16' or 'vgg16in'), VGG layer, rotation/flip-max and, for the
-    bigram network, aligned routing."""
+    bigram network, aligned routing and square roots of the bigram sums."""
 
     family: str
     layer: int | None = None
     rotation_max: bool = False
     aligned: bool = False
+    root: bool = True
 
     def key(self, base: ModelSpec) -> str:
         """The model key of this choice, with h / seed / input size taken from ``base`` (a VGG spec)."""
         if self.family == BIGRAM:
-            return ModelSpec("bigram", rotation_max=self.rotation_max, aligned=self.aligned).key
+            return ModelSpec("bigram", rotation_max=self.rotation_max, aligned=self.aligned, root=self.root).key
         weights = "imagenet" if self.family == "vgg16in" else None
         return ModelSpec("vgg16", layer=self.layer, proj_dim=base.proj_dim or 100, seed=base.seed or 0,
                          image_size=base.image_size or 128, weights=weights, rotation_max=self.rotation_max).key
@@ -48,7 +49,7 @@ def choice_of(key: str) -> ModelChoice:
     """The :class:`ModelChoice` a model key stands for."""
     spec = parse_model_key(key)
     if spec.family == "bigram":
-        return ModelChoice(BIGRAM, None, spec.rotation_max, spec.aligned)
+        return ModelChoice(BIGRAM, None, spec.rotation_max, spec.aligned, spec.root)
     if spec.family != "vgg16":
         raise ValueError(f"model {key!r} is not one the explorer offers (bigram or VGG-16)")
     return ModelChoice("vgg16in" if spec.weights == "imagenet" else "vgg16", spec.layer, spec.rotation_max)
@@ -102,7 +103,8 @@ def model_label(key: str) -> str:
         return key
     rot = " + rotation/flip-max" if spec.rotation_max else ""
     if spec.family == "bigram":
-        return f"Bigram network{', aligned routing' if spec.aligned else ''}{rot}"
+        sums = "" if spec.root else ", plain sums"
+        return f"Bigram network{sums}{', aligned routing' if spec.aligned else ''}{rot}"
     if spec.family != "vgg16":
         return key
     weights = "ImageNet" if spec.weights == "imagenet" else "untrained"

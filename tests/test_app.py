@@ -238,8 +238,12 @@ def test_compare_page_two_models_and_gamma_strip(app, demo_root):
     # the bigram network offers aligned routing (another model key, same scores); VGG-16 does not
     at.checkbox(key="cmpA_aligned").check().run()
     assert not at.exception and at.checkbox(key="cmpA_aligned").value
+    # and square roots of the bigram counts, on by default (unticked: the model key bigram-sums)
+    assert at.checkbox(key="cmpA_root").value
+    at.checkbox(key="cmpA_root").uncheck().run()
+    assert not at.exception and not at.checkbox(key="cmpA_root").value
     at.radio(key="cmpA_family").set_value("vgg16").run()
-    assert "cmpA_aligned" not in {c.key for c in at.checkbox}
+    assert not {"cmpA_aligned", "cmpA_root"} & {c.key for c in at.checkbox}
     at.select_slider(key="cmpA_layer").set_value(10).run()
     for side in ("cmpA_go", "cmpB_go"):
         if side in {b.key for b in at.button}:
@@ -326,6 +330,8 @@ def test_model_choices_and_gamma_links_round_trip():
     assert choice_of("bigram-rot") == ModelChoice("bigram", None, True)
     assert choice_of("bigram-aligned") == ModelChoice("bigram", None, False, True)
     assert ModelChoice("bigram", None, True, True).key(base) == "bigram-aligned-rot"
+    assert choice_of("bigram-sums") == ModelChoice("bigram", None, False, False, False)
+    assert ModelChoice("bigram", None, False, True, False).key(base) == "bigram-sums-aligned"
     for gamma in (None, 0.25, {2: 0.5, 12: 0.25, 26: 0.0}):
         assert parse_gamma(encode_gamma(gamma)) == gamma
     with pytest.raises(ValueError, match="gamma"):

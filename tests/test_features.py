@@ -102,8 +102,10 @@ def test_model_keys_parse_and_reject():
     assert parse_model_key("bigram").family == "bigram" and not parse_model_key("bigram").aligned
     spec = parse_model_key("bigram-aligned-rot")
     assert (spec.family, spec.aligned, spec.rotation_max, spec.key) == ("bigram", True, True, "bigram-aligned-rot")
+    assert parse_model_key("bigram").root and not parse_model_key("bigram-sums-aligned").root
+    assert parse_model_key("bigram-sums-aligned").key == "bigram-sums-aligned"
     for bad in ["vgg16-L12-h100-seed0", "vgg16-L17-h0-seed0", "resnet", "vgg16-L17-h100-seed0-px100", "",
-                "bigram-rot-aligned"]:
+                "bigram-rot-aligned", "bigram-aligned-sums"]:
         with pytest.raises(UnknownModelKeyError):
             parse_model_key(bad)
 
@@ -113,6 +115,12 @@ def test_bigram_aligned_key_builds_the_aligned_network():
     x = torch.rand(1, 1, 48, 64)
     assert plain(x).shape == (1, 100) and aligned(x).shape == (1, 200)
     assert aligned.fingerprint != plain.fingerprint  # stored data of one is never taken for the other's
+
+
+def test_bigram_sums_key_builds_the_network_without_the_root():
+    rooted, sums = load_model("bigram"), load_model("bigram-sums")
+    assert rooted.layers[-1].root and not sums.layers[-1].root
+    assert sums.fingerprint != rooted.fingerprint
 
 
 def test_load_model_builds_small_vgg_once():
