@@ -121,14 +121,30 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None):
     rules = rules_for(model, gamma)
     contexts, a_top = _forward_and_prepare(model, x, rules)
     dims = list(range(output_dim(model, a_top))) if dims is None else list(dims)
-    chunk = chunk_size or _auto_chunk(contexts, x, len(dims))
-    pooled = []
+    active = _active_dims(model, a_top, dims)
+    ph, pw = _pool_size(pool)
+    out = torch.zeros(len(dims), -(-x.shape[-2] // ph), -(-x.shape[-1] // pw), dtype=x.dtype, device=x.device)
+    chunk = chunk_size or _auto_chunk(contexts, x, max(1, len(active)))
     with torch.no_grad():
-        for start in range(0, len(dims), chunk):
-            part = dims[start:start + chunk]
-            relevance = _backward(model, rules, contexts, _top_relevance(model, a_top, part))
-            pooled.append(sum_pool(relevance, pool))
-    return torch.cat(pooled, dim=0)
+        for start in range(0, len(active), chunk):
+            rows = active[start:start + chunk]
+            seeds = _top_relevance(model, a_top, [dims[i] for i in rows])
+            out[rows] = sum_pool(_backward(model, rules, contexts, seeds), pool).to(out.dtype)
+    return out
+
+
+def _active_dims(model, a_top, dims):
+    """Positions in ``dims`` whose factor can be non-zero.
+
+    Without a projection the seed of dimension m is φ_m itself, and every LRP rule is linear in the relevance it
+    receives, so a dimension with φ_m = 0 has zero relevance everywhere: it is skipped, not computed. The bigram
+    network leaves about half of its 100 bigrams at zero on a demo table page (nine in ten on a woodcut page), so
+    this halves the cost of its explanations and changes no value.
+    """
+    if model.projection is not None:
+        return list(range(len(dims)))
+    phi = a_top.flatten(1)[0]
+    return [i for i, d in enumerate(dims) if phi[d] != 0]
 
 
 def relevance_factors_loop(model, x, gamma=None, pool=8):

@@ -82,6 +82,33 @@ def test_explanation_runs_and_shapes(print_strip):
     assert torch.isfinite(out).all()
 
 
+def test_dimensions_with_zero_phi_are_skipped_and_nothing_changes(print_strip, monkeypatch):
+    """Absent bigrams (φ_m = 0) have zero relevance by linearity: skipped, and every factor stays as computed."""
+    import bilrp_core.attribution as attribution
+
+    model = bigram_network(aligned=True)
+    x = model.preprocess(print_strip)
+    phi = model(x)[0]
+    assert 0 < int((phi == 0).sum()) < len(phi)  # the strip exercises both kinds of dimension
+    backward_rows = []
+    real_backward = attribution._backward
+
+    def counting_backward(model_, rules, contexts, relevance):
+        backward_rows.append(relevance.shape[0])
+        return real_backward(model_, rules, contexts, relevance)
+
+    monkeypatch.setattr(attribution, "_backward", counting_backward)
+    skipped = relevance_factors(model, x, pool=4)
+    assert sum(backward_rows) == int((phi != 0).sum())
+    monkeypatch.setattr(attribution, "_active_dims", lambda model_, a_top, dims: list(range(len(dims))))
+    every = relevance_factors(model, x, pool=4)
+    assert sum(backward_rows) == int((phi != 0).sum()) + len(phi)
+    torch.testing.assert_close(skipped, every, rtol=0, atol=0)
+    assert (every[phi == 0] == 0).all() and (every[phi != 0] != 0).any(dim=(1, 2)).all()
+    sub = relevance_factors(model, x, pool=4, dims=[int(phi.argmax()), int(phi.argmin())])
+    torch.testing.assert_close(sub, every[[int(phi.argmax()), int(phi.argmin())]])
+
+
 def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
     model = bigram_network()
     assert model.key == "bigram-trained-100-cos-t0.3-sqrt"
