@@ -146,7 +146,8 @@ def main():
         checkpoint = load_detector_weights()[1]
         held_out = checkpoint["held_out"]
         results["detector"] = {k: checkpoint.get(k) for k in ("steps", "n_patches", "n_pages", "crops_per_page",
-                                                               "context", "width", "held_out", "fonts")}
+                                                               "context", "gated", "width", "held_out",
+                                                               "fonts")}
         unseen = tables[tables.typeface == held_out].path.tolist()
         results["detection_held_out_typeface"] = {"typeface": held_out,
                                                   **detection_scores(bigram, unseen, glyphs, root)}

@@ -18,6 +18,7 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
+from .detector import GatedDigitMaps, digit_detector
 from .errors import WeightsUnavailableError
 from .layers import shift2d
 from .model import SimilarityModel
@@ -34,26 +35,6 @@ DEFAULT_THRESHOLD = 0.3
 #: Longest side of a normalised page; larger pages are shrunk further (keeps explanation memory bounded).
 MAX_SIDE = 1400
 WEIGHTS_FILE = Path(__file__).with_name("weights") / "bigram_detector.pt"
-
-
-def digit_detector(width=16, bias=False, context=0):
-    """Conv/ReLU stack: grey ink (B, 1, H, W) -> 10 digit maps (B, 10, H/4, W/4).
-
-    Kept light (~1.2 GFLOP on a normalised page without context layers): BiLRP costs about h = 100 backward
-    passes of it per page. Receptive field 28 px, about two digit heights at the normalised print size; each of
-    the ``context`` dilated 3x3 layers widens it by 16 px, so that a figure is told from a look-alike letter
-    (1 and I or l, 0 and o) by its neighbours. Bias-free by default: blank paper is zero ink and gives zero maps
-    anyway, and without biases BiLRP is conservative (Proposition 1), so the explanation accounts for the whole
-    similarity score (with biases it explained about half).
-    """
-    layers = [
-        nn.Conv2d(1, width, 5, padding=2, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(width, 2 * width, 3, padding=1, bias=bias), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=bias), nn.ReLU(),
-    ]
-    for _ in range(context):
-        layers += [nn.Conv2d(2 * width, 2 * width, 3, padding=2, dilation=2, bias=bias), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Conv2d(2 * width, 10, 3, padding=1, bias=bias), nn.ReLU())
 
 
 class DetectionThreshold(nn.Module):
@@ -306,15 +287,14 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=False, g
         Write each bigram twice (scaled by 1/√2, same similarity) so that BiLRP links the first digits of a
         bigram's two occurrences and the second digits, never a '2' to a '3' (see :class:`BigramPooling`).
         φ then has 200 dimensions (210 with unigrams). It lifts the faithfulness measure on the demo corpus from
-        0.56 to 0.61 (benchmarks/results/tables.json) but doubles the cost of an explanation, and φ is no longer
+        0.63 to 0.85 (benchmarks/results/tables.json) but doubles the cost of an explanation, and φ is no longer
         the paper's 100 bigram sums; hence off by default.
     threshold : float
         Detector responses at or below it count zero (:class:`DetectionThreshold`); 0 keeps every response.
     root : bool
         φ holds the square roots of the bigram sums (power normalisation, see :class:`BigramPooling`): with the
-        cosine, table retrieval on the demo corpus rose from mAP@10 0.74 to 0.83 (benchmarks/results/tables.json;
-        0.83 to 0.91 on a second demo corpus), while the faithfulness measure fell from 0.56 to 0.535 (README).
-        False gives the paper's plain sums.
+        cosine, table retrieval on the demo corpus rose from mAP@10 0.81 to 0.85 (benchmarks/results/tables.json),
+        while the faithfulness measure fell from 0.66 to 0.63 (README). False gives the paper's plain sums.
 
     Returns
     -------
@@ -325,8 +305,9 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=False, g
     detector = digit_detector(width)
     if pretrained:
         state, checkpoint = load_detector_weights(weights)
-        detector = digit_detector(int(checkpoint.get("width", width)), any(k.endswith("bias") for k in state),
-                                  int(checkpoint.get("context", 0)))
+        gated = bool(checkpoint.get("gated", False))
+        bias = any(k.endswith("bias") and ".gate." not in k for k in state)  # the gate's biases carry no relevance
+        detector = digit_detector(int(checkpoint.get("width", width)), bias, int(checkpoint.get("context", 0)), gated)
         detector.load_state_dict(state)
         component_height = float(checkpoint.get("component_height", component_height))
         trained_shifts = tuple(checkpoint.get("shifts", trained_shifts))
@@ -340,7 +321,7 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=False, g
     def preprocess(image):
         return normalise_page(image, component_height)[0]
 
-    schedule = {i: gamma for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)}
+    schedule = {i: gamma for i, m in enumerate(layers) if isinstance(m, (nn.Conv2d, GatedDigitMaps))}
     dims = (200 if aligned else 100) + (10 if unigrams else 0)
     key = f"bigram-{'trained' if pretrained else 'random'}-{dims}{'-cos' if normalize else ''}"
     key += (f"-t{threshold:g}" if gate else "") + ("-sqrt" if root else "")

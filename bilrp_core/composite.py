@@ -15,9 +15,11 @@ HOMOGENEOUS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxP
 
 
 def parametric_indices(model):
-    """Indices of the Conv2d/Linear layers of ``model.layers`` that take a γ (all but the z^B pixel layer)."""
+    """Indices of the layers of ``model.layers`` that take a γ: Conv2d/Linear (all but the z^B pixel layer) and
+    layers of our own that say so (``takes_gamma``, e.g. the gated digit maps' signal conv)."""
     zb = getattr(model, "zb_index", None)
-    return [i for i, layer in enumerate(model.layers) if isinstance(layer, PARAMETRIC) and i != zb]
+    return [i for i, layer in enumerate(model.layers)
+            if (isinstance(layer, PARAMETRIC) or getattr(layer, "takes_gamma", False)) and i != zb]
 
 
 def resolve_gamma(model, gamma=None):
@@ -58,7 +60,7 @@ def resolve_gamma(model, gamma=None):
 def rule_for_layer(index, layer, schedule, model):
     """The rule explaining ``layer`` at ``index``; raises :class:`UnsupportedLayerError` when there is none."""
     if hasattr(layer, "lrp_rule"):  # a layer that brings its own (tested) rule, e.g. BigramPooling
-        return layer.lrp_rule()
+        return layer.lrp_rule(schedule[index]) if getattr(layer, "takes_gamma", False) else layer.lrp_rule()
     if isinstance(layer, PARAMETRIC):
         if index == getattr(model, "zb_index", None):
             low, high = model.input_bounds

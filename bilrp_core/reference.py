@@ -13,7 +13,7 @@ from torch.autograd.functional import jacobian
 from .attribution import sum_pool
 from .composite import rules_for
 from .model import norm_scale
-from .rules import GammaRule, PassRule, ReshapeRule, ZBoxRule, _linear_forward, stabilize
+from .rules import GammaRule, PassRule, ReshapeRule, SignalTakeAllRule, ZBoxRule, _linear_forward, stabilize
 
 
 def _jac(fn, a):
@@ -48,6 +48,8 @@ def _layer_matrix(rule, layer, a):
         b = 0.0 if layer.bias is None else (_linear_forward(layer, a, layer.weight, layer.bias)
                                             - _linear_forward(layer, a, layer.weight, None)).reshape(-1)
         return q / stabilize(q.sum(dim=0) + b, rule.eps)
+    if isinstance(rule, SignalTakeAllRule):  # gate and ReLU pass relevance unchanged: the signal conv's γ matrix
+        return _layer_matrix(rule.signal_rule, layer.signal, a)
     if isinstance(rule, (PassRule, ReshapeRule)):
         return None  # the identity on flattened neurons
     # every other rule explains a positively homogeneous layer (GradientRule and its specialisations)

@@ -153,6 +153,24 @@ class GateRule(GradientRule):
         return relevance * ctx["open"]
 
 
+class SignalTakeAllRule:
+    """Signal-take-all for a gated layer out = ReLU(signal(a)) · g(a) (Arras et al., 2017, LRP for LSTMs).
+
+    All relevance of the output goes to the signal branch, none to the gate: through the gate and the ReLU
+    unchanged, then LRP-γ through the ``signal`` conv. Conservative, since the γ-rule is, and the gate only decides
+    how much of the signal is let through. Used by :class:`bilrp_core.detector.GatedDigitMaps`.
+    """
+
+    def __init__(self, gamma=0.0, eps=DEFAULT_EPS):
+        self.signal_rule = GammaRule(gamma, eps)
+
+    def prepare(self, layer, a):
+        return self.signal_rule.prepare(layer.signal, a)
+
+    def backward(self, ctx, relevance):
+        return self.signal_rule.backward(ctx, relevance)
+
+
 class PassRule:
     """ReLU, Dropout (eval) and Identity: relevance passes unchanged (the rule below it used the ReLU output)."""
 

@@ -1,12 +1,13 @@
 """Train the bigram network's digit detector on degraded print from the demo generator (deterministic).
 
-The detector learns to put small Gaussian blobs on the centres of digits 0–9, from strips of table-like print
+The detector learns to put small Gaussian blobs on the centres of digits 0–9 (by default with its context layers
+in a gate, :class:`bilrp_core.detector.GatedDigitMaps`), from strips of table-like print
 rendered with heavy degradation (about half of them negatives: headings, row labels, letters that look like
 figures, Latin words, rules, ornaments, blank paper) and from crops of whole demo pages scaled as at inference.
 Empty places where the detector still responds (heading capitals, rule ends) weigh more in the loss.
 Print comes in the demo corpus's typefaces and seven training-only book faces; one demo typeface is held out
 (never seen in training) so that detection can be evaluated on an unseen fount. The defaults are the settings
-the shipped weights were trained with (41 minutes on 2 CPU cores, part of it beside other work).
+the shipped weights were trained with (24 minutes on 2 CPU cores, part of it beside the test suite).
 
 Usage::
 
@@ -118,12 +119,14 @@ def training_fonts(held_out=HELD_OUT):
 
 
 def train(out, steps=8000, n_patches=4000, seed=0, batch_size=32, lr=2e-3, held_out=HELD_OUT, width=16,
-          n_pages=400, crops_per_page=10, context=1, near_digit=0.5, false_positive_weight=8.0, log=print):
+          n_pages=400, crops_per_page=10, context=1, near_digit=0.5, false_positive_weight=8.0, gated=True,
+          log=print):
     """Train and save the detector; returns the checkpoint dict.
 
     Training print is ``n_patches`` rendered strips plus ``crops_per_page`` crops of each of ``n_pages`` whole
     pages, all in every typeface but ``held_out``. ``false_positive_weight`` adds to the loss weight of map
-    pixels that should be empty but respond above 0.2 (hard negatives: heading capitals, rule ends).
+    pixels that should be empty but respond above 0.2 (hard negatives: heading capitals, rule ends). ``gated``
+    puts the ``context`` layers into a gate on the digit maps (:class:`bilrp_core.detector.GatedDigitMaps`).
     """
     fonts = training_fonts(held_out)
     torch.manual_seed(seed)
@@ -135,7 +138,7 @@ def train(out, steps=8000, n_patches=4000, seed=0, batch_size=32, lr=2e-3, held_
         inks, targets = torch.cat([inks, crop_inks]), torch.cat([targets, crop_targets])
     log(f"{len(inks)} training patches ({n_patches} strips, {n_pages} x {crops_per_page} page crops), "
         f"{len(fonts)} typefaces")
-    model = digit_detector(width, context=context)
+    model = digit_detector(width, context=context, gated=gated)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     generator = torch.Generator().manual_seed(seed)
@@ -158,7 +161,8 @@ def train(out, steps=8000, n_patches=4000, seed=0, batch_size=32, lr=2e-3, held_
             log(f"step {step}/{steps}  loss {running:.5f}  ({time.time() - start:.0f} s)")
     checkpoint = {
         "state_dict": model.state_dict(), "component_height": component_height, "shifts": list(DEFAULT_SHIFTS),
-        "width": width, "context": context, "held_out": held_out, "fonts": fonts, "font_px": list(FONT_PX),
+        "width": width, "context": context, "gated": gated, "held_out": held_out, "fonts": fonts,
+        "font_px": list(FONT_PX),
         "steps": steps, "n_patches": n_patches, "n_pages": n_pages, "crops_per_page": crops_per_page, "seed": seed,
         "near_digit": near_digit, "false_positive_weight": false_positive_weight,
         "final_loss": running,
@@ -180,6 +184,8 @@ def main(argv=None):
     parser.add_argument("--pages", type=int, default=400, help="whole demo pages to crop training print from")
     parser.add_argument("--crops", type=int, default=10, help="crops per whole page")
     parser.add_argument("--context", type=int, default=1, help="dilated context layers of the detector")
+    parser.add_argument("--gated", action=argparse.BooleanOptionalAction, default=True,
+                        help="context layers gate the digit maps (explanations stay on the digit) or feed them")
     parser.add_argument("--near-digit", type=float, default=0.5, help="share of page crops centred near a digit")
     parser.add_argument("--false-positive-weight", type=float, default=8.0,
                         help="extra loss weight on empty map pixels that respond above 0.2")
@@ -197,7 +203,7 @@ def main(argv=None):
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     train(args.out, args.steps, args.patches, args.seed, held_out=args.held_out, n_pages=args.pages,
           crops_per_page=args.crops, context=args.context, near_digit=args.near_digit,
-          false_positive_weight=args.false_positive_weight)
+          false_positive_weight=args.false_positive_weight, gated=args.gated)
     return 0
 
 

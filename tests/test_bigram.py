@@ -15,6 +15,7 @@ from bilrp_core.bigram import (
     normalise_page,
     to_ink,
 )
+from bilrp_core.detector import GatedDigitMaps
 from corpus_index.synthetic.training import digit_training_pages
 
 
@@ -112,6 +113,7 @@ def test_dimensions_with_zero_phi_are_skipped_and_nothing_changes(print_strip, m
 def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
     model = bigram_network()
     assert model.key == "bigram-trained-100-cos-t0.3-sqrt"
+    assert sum(isinstance(m, GatedDigitMaps) for m in model.layers) == 1  # the shipped detector is gated
     with pytest.raises(WeightsUnavailableError, match="train_bigram"):
         bigram_network(weights=tmp_path / "none.pt")
 
@@ -145,6 +147,17 @@ def test_training_script_runs_and_its_weights_load(tmp_path, print_strip):
     assert main(["--out", str(out), "--steps", "3", "--patches", "8", "--pages", "2", "--crops", "2",
                  "--near-digit", "0.5", "--false-positive-weight", "4"]) == 0
     checkpoint = torch.load(out, weights_only=True)
-    assert checkpoint["near_digit"] == 0.5 and checkpoint["false_positive_weight"] == 4
-    model = bigram_network(weights=out)
+    assert checkpoint["near_digit"] == 0.5 and checkpoint["false_positive_weight"] == 4 and checkpoint["gated"]
+    model = bigram_network(weights=out, threshold=0)
     assert isinstance(detect_digits(model, print_strip, threshold=0.0), list)
+    # the gated digit maps take the γ of the schedule, and BiLRP through them conserves (the gate has biases)
+    gated = [i for i, m in enumerate(model.layers) if isinstance(m, GatedDigitMaps)]
+    assert len(gated) == 1 and resolve_gamma(model)[gated[0]] == 0.5
+    assert any(".gate." in k and k.endswith("bias") for k in checkpoint["state_dict"])
+    x = model.preprocess(print_strip)
+    factors = relevance_factors(model, x, pool=8)
+    assert float(model(x).abs().sum()) > 0
+    torch.testing.assert_close(factors.sum(dim=(1, 2)), model(x)[0], rtol=1e-3, atol=1e-6)
+    plain = tmp_path / "plain.pt"
+    assert main(["--out", str(plain), "--steps", "1", "--patches", "4", "--pages", "0", "--no-gated"]) == 0
+    assert not any(isinstance(m, GatedDigitMaps) for m in bigram_network(weights=plain).layers)

@@ -174,3 +174,25 @@ def test_rooted_bigram_pooling_passes_relevance_through_the_root(aligned):
     reference_rule = plain.lrp_rule()
     torch.testing.assert_close(fast, reference_rule.backward(reference_rule.prepare(plain, a), relevance))
     torch.testing.assert_close(fast.sum(dim=(1, 2, 3)), relevance.sum(dim=1))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5])
+def test_signal_take_all_rule_gives_everything_to_the_signal_conv(gamma):
+    """Against the reference (the signal conv's γ matrix), conservative, and blind to the gate's weights."""
+    from bilrp_core.detector import GatedDigitMaps
+    from bilrp_core.rules import SignalTakeAllRule
+
+    torch.manual_seed(9)
+    layer = GatedDigitMaps(4, context=1).double()
+    a = torch.rand(1, 4, 5, 6, dtype=torch.float64)
+    fast, relevance = _check(SignalTakeAllRule(gamma), layer, a)
+    torch.testing.assert_close(fast.sum(dim=(1, 2, 3)), relevance.sum(dim=(1, 2, 3)))  # bias-free signal
+    by_hand = GammaRule(gamma).backward(GammaRule(gamma).prepare(layer.signal, a), relevance)
+    torch.testing.assert_close(fast, by_hand)
+    with torch.no_grad():
+        before = layer(a)
+        for p in layer.gate.parameters():
+            p.mul_(-3.0)  # another gate: other outputs, but the same split of whatever relevance arrives
+        assert not torch.allclose(layer(a), before)
+    rule = SignalTakeAllRule(gamma)
+    torch.testing.assert_close(rule.backward(rule.prepare(layer, a), relevance), fast)
