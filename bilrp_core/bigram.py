@@ -18,7 +18,8 @@ from PIL import Image
 from scipy import ndimage
 from torch import nn
 
-from .detector import GatedDigitMaps, digit_detector
+from .composite import parametric_indices
+from .detector import digit_detector
 from .errors import WeightsUnavailableError
 from .layers import shift2d
 from .model import SimilarityModel
@@ -321,11 +322,11 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=False, g
     def preprocess(image):
         return normalise_page(image, component_height)[0]
 
-    schedule = {i: gamma for i, m in enumerate(layers) if isinstance(m, (nn.Conv2d, GatedDigitMaps))}
     dims = (200 if aligned else 100) + (10 if unigrams else 0)
     key = f"bigram-{'trained' if pretrained else 'random'}-{dims}{'-cos' if normalize else ''}"
     key += (f"-t{threshold:g}" if gate else "") + ("-sqrt" if root else "")
-    model = SimilarityModel(layers, None, preprocess, schedule, zb_index=None, key=key, normalize=normalize)
+    model = SimilarityModel(layers, None, preprocess, None, zb_index=None, key=key, normalize=normalize)
+    model.default_gamma = dict.fromkeys(parametric_indices(model), gamma)  # every conv, the gated maps' too
     model.component_height = component_height
     model.fingerprint = key if digest is None else f"{key}:{digest}"  # which weights: see corpus_index.model_stamp
     return model
