@@ -7,7 +7,7 @@ figures, Latin words, rules, ornaments, blank paper) and from crops of whole dem
 Empty places where the detector still responds (heading capitals, rule ends) weigh more in the loss.
 Print comes in the demo corpus's typefaces and seven training-only book faces; one demo typeface is held out
 (never seen in training) so that detection can be evaluated on an unseen fount. The defaults are the settings
-the shipped weights were trained with (24 minutes on 2 CPU cores, part of it beside the test suite).
+the shipped weights were trained with (34 minutes on 2 CPU cores, part of it beside other experiments).
 
 Usage::
 
@@ -119,7 +119,7 @@ def training_fonts(held_out=HELD_OUT):
 
 
 def train(out, steps=8000, n_patches=4000, seed=0, batch_size=32, lr=2e-3, held_out=HELD_OUT, width=16,
-          n_pages=400, crops_per_page=10, context=1, near_digit=0.5, false_positive_weight=8.0, gated=True,
+          n_pages=400, crops_per_page=10, context=3, near_digit=0.5, false_positive_weight=8.0, gated=True,
           log=print):
     """Train and save the detector; returns the checkpoint dict.
 
@@ -183,7 +183,7 @@ def main(argv=None):
     parser.add_argument("--patches", type=int, default=4000, help="number of training strips")
     parser.add_argument("--pages", type=int, default=400, help="whole demo pages to crop training print from")
     parser.add_argument("--crops", type=int, default=10, help="crops per whole page")
-    parser.add_argument("--context", type=int, default=1, help="dilated context layers of the detector")
+    parser.add_argument("--context", type=int, default=3, help="dilated context layers of the detector")
     parser.add_argument("--gated", action=argparse.BooleanOptionalAction, default=True,
                         help="context layers gate the digit maps (explanations stay on the digit) or feed them")
     parser.add_argument("--near-digit", type=float, default=0.5, help="share of page crops centred near a digit")

@@ -113,7 +113,9 @@ def test_dimensions_with_zero_phi_are_skipped_and_nothing_changes(print_strip, m
 def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
     model = bigram_network()
     assert model.key == "bigram-trained-100-cos-t0.3-sqrt"
-    assert sum(isinstance(m, GatedDigitMaps) for m in model.layers) == 1  # the shipped detector is gated
+    gated = [m for m in model.layers if isinstance(m, GatedDigitMaps)]
+    assert len(gated) == 1  # the shipped detector is gated, with the training script's three context layers
+    assert sum(isinstance(m, nn.Conv2d) and m.dilation == (2, 2) for m in gated[0].gate) == 3
     with pytest.raises(WeightsUnavailableError, match="train_bigram"):
         bigram_network(weights=tmp_path / "none.pt")
 
@@ -148,6 +150,7 @@ def test_training_script_runs_and_its_weights_load(tmp_path, print_strip):
                  "--near-digit", "0.5", "--false-positive-weight", "4"]) == 0
     checkpoint = torch.load(out, weights_only=True)
     assert checkpoint["near_digit"] == 0.5 and checkpoint["false_positive_weight"] == 4 and checkpoint["gated"]
+    assert checkpoint["context"] == 3  # the default: the shipped weights' setting
     model = bigram_network(weights=out, threshold=0)
     assert isinstance(detect_digits(model, print_strip, threshold=0.0), list)
     # the gated digit maps take the γ of the schedule, and BiLRP through them conserves (the gate has biases)

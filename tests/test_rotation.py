@@ -29,7 +29,7 @@ def test_max_finds_the_rotation_and_explains_it_in_original_coordinates(pair):
     with torch.no_grad():
         y_plain, y_self = float(model.similarity(x, rotated)), float(model.similarity(x, x))
     assert y_new >= y_self - 1e-12 and y_new > y_plain  # turning the copy back is one of the 64 pairs
-    assert y_new == pytest.approx(float(model.similarity(apply_transform(x, i), apply_transform(rotated, j))))
+    assert y_new == pytest.approx(float(model.similarity(apply_transform(x, i), apply_transform(rotated, j)).detach()))
     matrix, y, names = wrapped.bilrp(x, rotated, gamma=0.2, pool=2)
     assert y == y_new and matrix.sum().item() == pytest.approx(y_new, rel=1e-6)
     # explaining (x, rot x) under the max = explaining (τ_i x, τ_j rot x) with both maps turned back
