@@ -288,14 +288,14 @@ def bigram_network(pretrained=True, weights=None, shifts=None, unigrams=False, g
         Write each bigram twice (scaled by 1/√2, same similarity) so that BiLRP links the first digits of a
         bigram's two occurrences and the second digits, never a '2' to a '3' (see :class:`BigramPooling`).
         φ then has 200 dimensions (210 with unigrams). It lifts the faithfulness measure on the demo corpus from
-        0.63 to 0.87 (benchmarks/results/tables.json) but doubles the cost of an explanation, and φ is no longer
+        0.65 to 0.87 (benchmarks/results/tables.json) but doubles the cost of an explanation, and φ is no longer
         the paper's 100 bigram sums; hence off by default.
     threshold : float
         Detector responses at or below it count zero (:class:`DetectionThreshold`); 0 keeps every response.
     root : bool
         φ holds the square roots of the bigram sums (power normalisation, see :class:`BigramPooling`): with the
-        cosine, table retrieval on the demo corpus rose from mAP@10 0.83 to 0.88 (benchmarks/results/tables.json),
-        while the faithfulness measure fell from 0.66 to 0.63 (README). False gives the paper's plain sums.
+        cosine, table retrieval on the demo corpus rose from mAP@10 0.86 to 0.89 (benchmarks/results/tables.json),
+        while the faithfulness measure fell from 0.68 to 0.65 (README). False gives the paper's plain sums.
 
     Returns
     -------

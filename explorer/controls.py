@@ -63,13 +63,13 @@ def model_picker(prefix: str, link_model: str | None, label: str = "Model", with
     aligned = family == BIGRAM and box.checkbox(
         "Aligned digit routing", key=f"{prefix}_aligned",
         help="The same similarities; the explanation links first digits of a bigram to first digits and second to "
-             "second (more faithful on the demo corpus: 0.87 vs 0.63 of the relevance on matching digits), but "
+             "second (more faithful on the demo corpus: 0.87 vs 0.65 of the relevance on matching digits), but "
              "takes twice as long.")
     root = family != BIGRAM or box.checkbox(
         "Square roots of bigram counts", key=f"{prefix}_root",
         help="Compare tables on the square roots of their digit-pair counts, so that the rarer pairs in which "
-             "near-identical tables differ count (demo corpus: mAP@10 0.88 vs 0.83). Unticked: the paper's plain "
-             "counts, whose explanations put slightly more relevance on matching digits (0.66 vs 0.63).")
+             "near-identical tables differ count (demo corpus: mAP@10 0.89 vs 0.86). Unticked: the paper's plain "
+             "counts, whose explanations put slightly more relevance on matching digits (0.68 vs 0.65).")
     rotation = box.checkbox("Rotation/flip-max", key=f"{prefix}_rot",
                             help="Similarity = the maximum over the 8 flips and rotations of one page.")
     key = ModelChoice(family, layer, rotation, aligned, root).key(base)

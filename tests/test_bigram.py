@@ -12,6 +12,7 @@ from bilrp_core.bigram import (
     DetectionThreshold,
     detect_digits,
     estimate_component_height,
+    load_detector_weights,
     normalise_page,
     to_ink,
 )
@@ -118,6 +119,18 @@ def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
     assert sum(isinstance(m, nn.Conv2d) and m.dilation == (2, 2) for m in gated[0].gate) == 3
     with pytest.raises(WeightsUnavailableError, match="train_bigram"):
         bigram_network(weights=tmp_path / "none.pt")
+
+
+def test_shipped_weights_were_trained_with_the_training_scripts_defaults():
+    import inspect
+
+    from corpus_index.train_bigram import train
+
+    checkpoint = load_detector_weights()[1]
+    defaults = inspect.signature(train).parameters
+    for name in ("steps", "n_patches", "n_pages", "crops_per_page", "context", "gated", "width", "seed",
+                 "near_digit", "false_positive_weight", "held_out"):
+        assert checkpoint[name] == defaults[name].default, name  # README: the shipped weights = the defaults
 
 
 def test_threshold_drops_weak_responses_and_the_explanation_still_conserves(print_strip):
