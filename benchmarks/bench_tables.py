@@ -129,19 +129,22 @@ def rotation_p1(model, paths, groups, root):
     return {"plain": retrieval_scores(plain @ plain.T, groups), "rotation_max": retrieval_scores(rot, groups)}
 
 
+def bigram_scores(bigram, tables, glyphs, root):
+    """Detection on the pages set in the detector's held-out typeface, and table retrieval, of ``bigram``."""
+    held_out = load_detector_weights()[1]["held_out"]
+    unseen = tables[tables.typeface == held_out].path.tolist()
+    f = features(bigram, tables.path, root)
+    return {"retrieval": retrieval_scores(f @ f.T, tables.group.to_numpy()),
+            "detection_held_out_typeface": {"typeface": held_out, **detection_scores(bigram, unseen, glyphs, root)}}
+
+
 def bigram_on_corpus(seed, books):
-    """Held-out detection and retrieval of the default bigram network on a freshly generated demo corpus."""
+    """:func:`bigram_scores` of the default bigram network on a freshly generated demo corpus."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         generate_corpus(root, books=books, seed=seed)
         meta, glyphs = pd.read_csv(root / "metadata.csv"), pd.read_csv(root / "glyphs.csv")
-        tables = meta[meta.kind == "table"].reset_index(drop=True)
-        bigram = bigram_network()
-        held_out = load_detector_weights()[1]["held_out"]
-        unseen = tables[tables.typeface == held_out].path.tolist()
-        f = features(bigram, tables.path, root)
-        return {"retrieval": retrieval_scores(f @ f.T, tables.group.to_numpy()),
-                "detection_held_out_typeface": detection_scores(bigram, unseen, glyphs, root)}
+        return bigram_scores(bigram_network(), meta[meta.kind == "table"].reset_index(drop=True), glyphs, root)
 
 
 def main():
@@ -156,7 +159,7 @@ def main():
     command = f"python -m benchmarks.bench_tables --books {args.books} --pairs {args.pairs}"
     if args.seed:
         command += f" --seed {args.seed}"
-    if args.more_seeds != [1, 2, 3]:
+    if args.more_seeds != parser.get_default("more_seeds"):
         command += " --more-seeds " + " ".join(map(str, args.more_seeds))
     results, started = {"command": command}, time.time()
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,17 +170,15 @@ def main():
         tables = meta[meta.kind == "table"].reset_index(drop=True)
         bigram = bigram_network()
         checkpoint = load_detector_weights()[1]
-        held_out = checkpoint["held_out"]
         results["detector"] = {k: checkpoint.get(k) for k in ("steps", "n_patches", "n_pages", "crops_per_page",
                                                                "context", "gated", "width", "held_out",
                                                                "fonts")}
-        unseen = tables[tables.typeface == held_out].path.tolist()
-        results["detection_held_out_typeface"] = {"typeface": held_out,
-                                                  **detection_scores(bigram, unseen, glyphs, root)}
+        own = bigram_scores(bigram, tables, glyphs, root)
+        results["detection_held_out_typeface"] = own["detection_held_out_typeface"]
         groups = tables.group.to_numpy()
-        retrieval = {}
+        retrieval = {"bigram": own["retrieval"]}
         results["detector"]["threshold"] = DEFAULT_THRESHOLD  # of the default bigram network
-        for name, model in [("bigram", bigram), ("bigram-no-threshold", bigram_network(threshold=0)),
+        for name, model in [("bigram-no-threshold", bigram_network(threshold=0)),
                             ("bigram-plain-sums", bigram_network(root=False)),  # the paper's φ, no square root
                             ("vgg16-L17-random", vgg16_similarity(17)),
                             ("vgg16-L31-random", vgg16_similarity(31))]:
@@ -211,8 +212,7 @@ def main():
         results["illustrations_vgg16-L17-random"] = rotation_p1(vgg16_similarity(17), illus.path.tolist(),
                                                                 illus.group.to_numpy(), root)
     if args.more_seeds:
-        corpora = {args.seed: {"retrieval": results["table_retrieval"]["bigram"],
-                               "detection_held_out_typeface": results["detection_held_out_typeface"]}}
+        corpora = {args.seed: own}
         for seed in dict.fromkeys(s for s in args.more_seeds if s != args.seed):
             print(f"demo corpus seed {seed} …", flush=True)
             corpora[seed] = bigram_on_corpus(seed, args.books)
