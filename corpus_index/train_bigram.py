@@ -179,10 +179,14 @@ def train(out, steps=8000, n_patches=12000, seed=0, batch_size=32, lr=2e-3, held
     return checkpoint
 
 
+def training_defaults():
+    """``train()``'s keyword defaults, the one place they are stated: the flags and the shipped weights use them."""
+    return {name: p.default for name, p in inspect.signature(train).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 def main(argv=None):
-    # one place for every default: the flags read them from train()'s signature
-    default = {name: p.default for name, p in inspect.signature(train).parameters.items()
-               if p.default is not inspect.Parameter.empty}
+    default = training_defaults()
     parser = argparse.ArgumentParser(prog="python -m corpus_index.train_bigram", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", default="bilrp_core/weights/bigram_detector.pt", help="weights file to write")

@@ -122,15 +122,12 @@ def test_shipped_weights_load_and_missing_weights_say_how_to_train(tmp_path):
 
 
 def test_shipped_weights_were_trained_with_the_training_scripts_defaults():
-    import inspect
+    from corpus_index.train_bigram import training_defaults
 
-    from corpus_index.train_bigram import train
-
-    checkpoint = load_detector_weights()[1]
-    defaults = inspect.signature(train).parameters
+    checkpoint, defaults = load_detector_weights()[1], training_defaults()
     for name in ("steps", "n_patches", "n_pages", "crops_per_page", "context", "gated", "width", "seed",
                  "near_digit", "false_positive_weight", "held_out"):
-        assert checkpoint[name] == defaults[name].default, name  # README: the shipped weights = the defaults
+        assert checkpoint[name] == defaults[name], name  # README: the shipped weights = the defaults
 
 
 def test_threshold_drops_weak_responses_and_the_explanation_still_conserves(print_strip):
