@@ -80,15 +80,22 @@ def make_dataset(n, seed, fonts, progress=None):
     return torch.from_numpy(np.stack(inks))[:, None], torch.from_numpy(np.stack(targets))
 
 
-def page_crops(n_pages, crops_per_page, seed, fonts, component_height, size=PATCH, near_digit=0.5):
+def page_crops(n_pages, crops_per_page, seed, fonts, component_height, size=PATCH, near_digit=0.5, log=None):
     """Crops of whole demo pages, normalised as at inference, and their blob targets.
 
     A share ``near_digit`` of the crops is centred near a random digit (with an offset), the rest anywhere:
     headings, labels, rules, woodcuts and margins are the negatives the detector meets on real pages.
+    ``log`` (optional) gets a line per 500 pages rendered.
     """
     rng = np.random.default_rng([seed, 7])
-    inks, targets = [], []
-    for scan, boxes in training_book_pages(n_pages, seed=seed, fonts=fonts):
+    # filled in place: a list of arrays stacked at the end would hold the crops twice at the peak
+    inks = np.zeros((n_pages * crops_per_page, *size), dtype=np.float32)
+    targets = np.zeros((len(inks), 10, size[0] // MAP_STRIDE, size[1] // MAP_STRIDE), dtype=np.float32)
+    n = 0
+    start = time.time()
+    for i, (scan, boxes) in enumerate(training_book_pages(n_pages, seed=seed, fonts=fonts), 1):
+        if log and (i % 500 == 0 or i == n_pages):
+            log(f"rendered {i}/{n_pages} pages ({time.time() - start:.0f} s)")
         page, (sx, sy) = normalise_page(scan, component_height)
         page = page[0, 0].numpy()
         centres = [(d, (x0 + x1) / 2 * sx, (y0 + y1) / 2 * sy) for d, x0, y0, x1, y1 in boxes]
@@ -101,16 +108,15 @@ def page_crops(n_pages, crops_per_page, seed, fonts, component_height, size=PATC
                 top = int(rng.integers(-size[0] // 4, max(1, page.shape[0] - size[0] * 3 // 4)))
                 left = int(rng.integers(-size[1] // 4, max(1, page.shape[1] - size[1] * 3 // 4)))
             top, left = top - top % MAP_STRIDE, left - left % MAP_STRIDE  # keep the map grid aligned
-            crop = np.zeros(size, dtype=np.float32)
             y0, x0 = max(top, 0), max(left, 0)
             y1, x1 = min(top + size[0], page.shape[0]), min(left + size[1], page.shape[1])
             if y1 > y0 and x1 > x0:
-                crop[y0 - top:y1 - top, x0 - left:x1 - left] = page[y0:y1, x0:x1]
+                inks[n, y0 - top:y1 - top, x0 - left:x1 - left] = page[y0:y1, x0:x1]
             inside = [(d, cx - left, cy - top) for d, cx, cy in centres
                       if 0 <= cx - left < size[1] and 0 <= cy - top < size[0]]
-            inks.append(crop)
-            targets.append(blob_targets(inside, size))
-    return torch.from_numpy(np.stack(inks))[:, None], torch.from_numpy(np.stack(targets))
+            targets[n] = blob_targets(inside, size)
+            n += 1
+    return torch.from_numpy(inks)[:, None], torch.from_numpy(targets)
 
 
 def training_fonts(held_out=HELD_OUT):
@@ -134,10 +140,12 @@ def train(out, steps=8000, n_patches=12000, seed=0, batch_size=32, lr=2e-3, held
     fonts = training_fonts(held_out)
     torch.manual_seed(seed)
     component_height = digit_height(fonts)
+    start = time.time()
     inks, targets = make_dataset(n_patches, seed, fonts)
+    log(f"rendered {n_patches} strips ({time.time() - start:.0f} s)")
     if n_pages:
         crop_inks, crop_targets = page_crops(n_pages, crops_per_page, seed, fonts, component_height,
-                                                  near_digit=near_digit)
+                                             near_digit=near_digit, log=log)
         inks, targets = torch.cat([inks, crop_inks]), torch.cat([targets, crop_targets])
     log(f"{len(inks)} training patches ({n_patches} strips, {n_pages} x {crops_per_page} page crops), "
         f"{len(fonts)} typefaces")

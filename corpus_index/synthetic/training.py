@@ -182,16 +182,21 @@ def training_book_pages(n: int, seed: int = 0, fonts=None, tables_share: float =
     tables_share : float
         Share of table pages; the rest are woodcut pages (negatives but for folios and signatures).
 
-    Returns
-    -------
-    list of (PIL.Image.Image, list of (int, float, float, float, float))
-        Scan and ``(digit, x0, y0, x1, y1)`` ink boxes in scan pixels.
+    Yields
+    ------
+    (PIL.Image.Image, list of (int, float, float, float, float))
+        Scan and ``(digit, x0, y0, x1, y1)`` ink boxes in scan pixels, one page at a time: thousands of
+        whole scans would not fit in memory together (12,000 pages took more than 13 GB as a list).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     names = resolve_typefaces(fonts)
+    return _book_pages(n, seed, names, tables_share)
+
+
+def _book_pages(n, seed, names, tables_share):
+    """The generator behind :func:`training_book_pages` (which checks its arguments eagerly)."""
     tables, diagrams = table_groups(), illustration_groups()
-    out = []
     for i in range(n):
         rng = np.random.default_rng([seed, i, 5])
         house = sample_house_style(rng, names[int(rng.integers(len(names)))])
@@ -200,5 +205,4 @@ def training_book_pages(n: int, seed: int = 0, fonts=None, tables_share: float =
             scan, boxes, _ = table_page(tables[int(rng.integers(len(tables)))], house, folio, rng)
         else:
             scan, boxes, _ = illustration_page(diagrams[int(rng.integers(len(diagrams)))], house, folio, rng)
-        out.append((scan, [(int(d), x0, y0, x1, y1) for d, x0, y0, x1, y1 in boxes]))
-    return out
+        yield scan, [(int(d), x0, y0, x1, y1) for d, x0, y0, x1, y1 in boxes]
