@@ -188,18 +188,17 @@ class BigramPoolingRule:
         return out.view(m, channels, height, width)
 
 
-def estimate_component_height(ink, threshold=0.5):
-    """Median height (px) of inked connected components that look like glyphs, or None if there are too few.
+#: Ink levels tried when measuring print size: faint print next to dark rules breaks up above 0.5 (to_ink scales
+#: the darkest ink, often the rules, to 1), heavy print merges below it.
+INK_LEVELS = (0.25, 0.35, 0.5)
 
-    Parameters
-    ----------
-    ink : ndarray (H, W)
-        Ink in [0, 1] (1 = black).
-    """
+
+def glyph_component_heights(ink, threshold):
+    """Heights (px) of the connected components of ``ink > threshold`` that look like glyphs."""
     mask = ink > threshold
     labels, count = ndimage.label(mask)
-    if count < 5:
-        return None
+    if count == 0:
+        return np.zeros(0, dtype=int)
     slices = ndimage.find_objects(labels)
     heights = np.array([s[0].stop - s[0].start for s in slices])
     widths = np.array([s[1].stop - s[1].start for s in slices])
@@ -207,9 +206,27 @@ def estimate_component_height(ink, threshold=0.5):
     fill = areas / (heights * widths)
     # glyphs: taller than dust, not solid blots (specks of ink are nearly filled), not rules or whole figures
     glyph = (heights >= 5) & (heights <= ink.shape[0] / 8) & (widths <= 3 * heights) & (areas >= 12) & (fill < 0.75)
-    if glyph.sum() < 5:
+    return heights[glyph]
+
+
+def estimate_component_height(ink, levels=INK_LEVELS):
+    """Median height (px) of inked connected components that look like glyphs, or None if there are too few.
+
+    The page is cut at each ink level in ``levels`` and measured at the one that splits it into the most
+    glyph-like components: there the glyphs neither break into pieces nor run together. (One fixed level of 0.5
+    measured a faint ruled table at twice its print size and halved its digits; see the README.)
+
+    Parameters
+    ----------
+    ink : ndarray (H, W)
+        Ink in [0, 1] (1 = black).
+    levels : sequence of float
+        Ink levels to try.
+    """
+    heights = max((glyph_component_heights(ink, level) for level in levels), key=len)
+    if len(heights) < 5:
         return None
-    return float(np.median(heights[glyph]))
+    return float(np.median(heights))
 
 
 def to_ink(image):

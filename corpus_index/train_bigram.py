@@ -7,9 +7,10 @@ figures, Latin words, rules, ornaments, blank paper) and from crops of whole dem
 Empty places where the detector still responds (heading capitals, rule ends) weigh more in the loss.
 Print comes in the demo corpus's typefaces and seven training-only book faces; one demo typeface is held out
 (never seen in training) so that detection can be evaluated on an unseen fount. The defaults are the settings
-the shipped weights were trained with (31 minutes on 2 CPU cores, about 7 of them rendering 28,000 patches).
-More rendered print generalised better than more steps: 4,000 pages and 12,000 strips instead of 400 and
-4,000 raised retrieval on four demo corpora; 12,000 steps on the smaller set did not (README).
+the shipped weights were trained with (56 minutes on 2 CPU cores, about 27 of them rendering 64,000 patches;
+about 9 GB of memory). More rendered print generalised better than more steps: 4,000 pages and 12,000 strips
+instead of 400 and 4,000 raised retrieval on four demo corpora, 12,000 pages and 16,000 strips a little more;
+12,000 steps on the smaller set did not (README).
 
 Usage::
 
@@ -127,8 +128,8 @@ def training_fonts(held_out=HELD_OUT):
     return fonts
 
 
-def train(out, steps=8000, n_patches=12000, seed=0, batch_size=32, lr=2e-3, held_out=HELD_OUT, width=16,
-          n_pages=4000, crops_per_page=4, context=3, near_digit=0.5, false_positive_weight=8.0, gated=True,
+def train(out, steps=8000, n_patches=16000, seed=0, batch_size=32, lr=2e-3, held_out=HELD_OUT, width=16,
+          n_pages=12000, crops_per_page=4, context=3, near_digit=0.5, false_positive_weight=8.0, gated=True,
           log=print):
     """Train and save the detector; returns the checkpoint dict.
 
@@ -147,6 +148,7 @@ def train(out, steps=8000, n_patches=12000, seed=0, batch_size=32, lr=2e-3, held
         crop_inks, crop_targets = page_crops(n_pages, crops_per_page, seed, fonts, component_height,
                                              near_digit=near_digit, log=log)
         inks, targets = torch.cat([inks, crop_inks]), torch.cat([targets, crop_targets])
+        del crop_inks, crop_targets  # the concatenation is a copy: keep the training print once in memory
     log(f"{len(inks)} training patches ({n_patches} strips, {n_pages} x {crops_per_page} page crops), "
         f"{len(fonts)} typefaces")
     model = digit_detector(width, context=context, gated=gated)

@@ -66,6 +66,19 @@ def test_scale_normalisation_brings_a_large_scan_to_the_learnt_size(print_strip)
     assert measured == pytest.approx(12.0, rel=0.25)
 
 
+def test_print_size_of_faint_print_beside_dark_rules_is_measured_on_the_glyphs(print_strip):
+    # to_ink scales the darkest ink (here the rules) to 1, leaving the figures below the ink level 0.5
+    ink = to_ink(print_strip)
+    faint = 255 - 0.45 * ink * 255
+    rules = np.zeros(ink.shape, dtype=bool)
+    for row in (20, 60, 100, 140):
+        rules[row:row + 3] = True
+    faint[rules] = 0
+    faint_ink = to_ink(Image.fromarray(faint.astype(np.uint8)))
+    assert faint_ink[~rules].max() < 0.5  # no stroke of a figure reaches the old fixed ink level
+    assert estimate_component_height(faint_ink) == pytest.approx(estimate_component_height(ink), rel=0.15)
+
+
 def test_blank_page_keeps_its_size_and_gives_zero_features():
     page = Image.fromarray(np.full((120, 80), 240, dtype=np.uint8))
     assert estimate_component_height(to_ink(page)) is None
