@@ -92,7 +92,6 @@ def page_crops(n_pages, crops_per_page, seed, fonts, component_height, size=PATC
     # filled in place: a list of arrays stacked at the end would hold the crops twice at the peak
     inks = np.zeros((n_pages * crops_per_page, *size), dtype=np.float32)
     targets = np.zeros((len(inks), 10, size[0] // MAP_STRIDE, size[1] // MAP_STRIDE), dtype=np.float32)
-    n = 0
     start = time.time()
     for i, (scan, boxes) in enumerate(training_book_pages(n_pages, seed=seed, fonts=fonts), 1):
         if log and (i % 500 == 0 or i == n_pages):
@@ -100,7 +99,7 @@ def page_crops(n_pages, crops_per_page, seed, fonts, component_height, size=PATC
         page, (sx, sy) = normalise_page(scan, component_height)
         page = page[0, 0].numpy()
         centres = [(d, (x0 + x1) / 2 * sx, (y0 + y1) / 2 * sy) for d, x0, y0, x1, y1 in boxes]
-        for _ in range(crops_per_page):
+        for n in range((i - 1) * crops_per_page, i * crops_per_page):
             if centres and rng.random() < near_digit:
                 _, cx, cy = centres[int(rng.integers(len(centres)))]
                 top = int(cy + rng.uniform(-0.4, 0.4) * size[0]) - size[0] // 2
@@ -116,7 +115,6 @@ def page_crops(n_pages, crops_per_page, seed, fonts, component_height, size=PATC
             inside = [(d, cx - left, cy - top) for d, cx, cy in centres
                       if 0 <= cx - left < size[1] and 0 <= cy - top < size[0]]
             targets[n] = blob_targets(inside, size)
-            n += 1
     return torch.from_numpy(inks)[:, None], torch.from_numpy(targets)
 
 
