@@ -1,0 +1,133 @@
+"""Write the README's table of headline results from ``benchmarks/results/``.
+
+The numbers live in the benchmarks' result files; the README shows a table generated from them, between the
+markers ``<!-- results:start -->`` and ``<!-- results:end -->``, so that a number is written in one place only.
+``python scripts/results_table.py`` rewrites the table; ``--check`` exits 1 when the README's table is out of date
+(the test suite runs the check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+RESULTS = TOP / "benchmarks" / "results"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _json(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def _tables_rows() -> list[tuple[str, str, str]]:
+    tables = _json("tables.json")
+    command = tables.get("command", "python -m benchmarks.bench_tables")
+    detection = tables["detection_held_out_typeface"]
+    retrieval = tables["table_retrieval"]
+    faith = tables["faithfulness"]
+    per_corpus = tables.get("bigram_per_corpus", {})
+    rows = [
+        ("digit detection, held-out typeface (Cardo): F1 (precision / recall)",
+         f"{detection['f1']:.3f} ({detection['precision']:.3f} / {detection['recall']:.3f})", command),
+        ("table retrieval, bigram network: mAP@10 / precision@1 (demo corpus, seed 0)",
+         f"{retrieval['bigram']['map@10']:.3f} / {retrieval['bigram']['precision@1']:.3f}", command),
+    ]
+    if "mean_map@10" in per_corpus:
+        seeds = ", ".join(sorted(per_corpus.get("seeds", {})))
+        rows.append((f"table retrieval, mean over demo corpora (seeds {seeds}): mAP@10",
+                     f"{per_corpus['mean_map@10']:.3f}", command))
+    rows += [
+        ("table retrieval, untrained VGG-16 layer 17: mAP@10",
+         f"{retrieval['vgg16-L17-random']['map@10']:.3f}", command),
+        ("explanation faithfulness (relevance linking the same digit): bigram plain / aligned / untrained VGG",
+         f"{faith['bigram-plain-routing']['mean_share']:.2f} / {faith['bigram-aligned']['mean_share']:.2f} / "
+         f"{faith['vgg16-L17-random-256px']['mean_share']:.3f}", command),
+    ]
+    return rows
+
+
+def _cost_rows() -> list[tuple[str, str, str]]:
+    cost = _json("bigram_cost.json")
+    plain = [p["factors_seconds"] for p in cost["pages"] if p["model"].startswith("plain")]
+    aligned = [p["factors_seconds"] for p in cost["pages"] if p["model"].startswith("aligned")]
+    sizes = sorted({tuple(p["input"]) for p in cost["pages"]})
+    size_text = ", ".join(f"{w}×{h}" for w, h in sizes)
+    speed = _json("speed.json")
+    layers = {layer["layer"]: layer for layer in speed["layers"]}
+    rows = [(f"bigram factors per table page ({size_text} px): plain / aligned routing",
+             f"{min(plain):.1f}–{max(plain):.1f} s / {min(aligned):.1f}–{max(aligned):.1f} s",
+             cost.get("command", "python -m benchmarks.bench_bigram_cost"))]
+    rows += [(f"VGG-16 layer {n} factors of one 128-px image (h = 100); speed-up over a loop",
+              f"{layers[n]['factors_s']:.2f} s; {layers[n]['speedup_vs_loop']:.1f}×",
+              "python benchmarks/bench_speed.py")
+             for n in sorted(layers)]
+    return rows
+
+
+def _toy_row() -> tuple[str, str, str]:
+    with open(RESULTS / "toy_acs.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    bilrp = max((r for r in rows if r["method"] == "BiLRP"), key=lambda r: float(r["acs"]))
+    others = {r["method"]: float(r["acs"]) for r in rows if r["method"] != "BiLRP"}
+    text = (f"BiLRP (γ = {float(bilrp['gamma']):g}) {float(bilrp['acs']):.3f}; "
+            + "; ".join(f"{name} {value:.3f}" for name, value in others.items()))
+    return ("toy benchmark of the paper's Sec. 4: cosine to the true matches", text,
+            "python -m benchmarks.bench_toy")
+
+
+def _index_and_app_rows() -> list[tuple[str, str, str]]:
+    index = _json("index.json")
+    flat = index["faiss"]
+    largest = max(flat, key=int)
+    explain = index["explain"]
+    app = _json("app.json")
+    return [
+        (f"exact FAISS search among {int(largest):,} vectors (h = 100), median per query",
+         f"{flat[largest]['flat']['query_ms_median']:.1f} ms", "python benchmarks/bench_index.py"),
+        ("one pair from cached factors (VGG-16 layer 17)", f"{explain['cached_ms_per_pair_median']:.2f} ms",
+         "python benchmarks/bench_index.py"),
+        ("explorer in Chromium: neighbours after a click / cached explanation / uncached VGG explanation",
+         f"{app['neighbours_after_click']['median_s']:.2f} s / {app['cached_explanation']['median_s']:.2f} s / "
+         f"{app['uncached_explanation_s']:.1f} s", "python benchmarks/bench_app.py"),
+    ]
+
+
+def table() -> str:
+    """The Markdown table of headline results, from the result files."""
+    rows = _tables_rows() + _cost_rows() + [_toy_row()] + _index_and_app_rows()
+    lines = ["| measure | result | command |", "|---|---|---|"]
+    lines += [f"| {measure} | {value} | `{command}` |" for measure, value, command in rows]
+    return "\n".join(lines)
+
+
+def render(readme: str) -> str:
+    """``readme`` with the text between the markers replaced by the current table."""
+    if START not in readme or END not in readme:
+        raise SystemExit(f"README.md lacks the markers {START} and {END}")
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{table()}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md's table is out of date")
+    args = parser.parse_args(argv)
+    path = TOP / "README.md"
+    current = path.read_text()
+    wanted = render(current)
+    if args.check:
+        if wanted != current:
+            print("README.md's results table is out of date: run python scripts/results_table.py", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
