@@ -8,20 +8,37 @@ coordinates are scaled to the stored image. Metadata pairs go to the book column
 one (Title, Author, Date, Printer, Publisher, Place) and to ``extra`` otherwise; manifest-level metadata
 applies to every canvas. The book id is derived from the manifest id.
 
-Fetching is injectable (``fetch=callable(url) -> bytes``) so that tests run on local files; the default,
-:func:`urllib_fetch`, allows only http(s), with a timeout and a size cap. Problems with the manifest or a
-canvas are reported in the :class:`~corpus_index.ingest.IngestReport`, never raised.
+Fetching is injectable (``fetch=callable(url) -> bytes``) so that tests run on local files; the default is
+:func:`corpus_index.iiif_fetch.safe_fetch`, which does not trust the manifest: only http(s), no loopback,
+private, link-local or other non-global addresses unless ``allow_private`` (checked after name resolution and
+on every redirect), a wall-clock deadline per fetch and a byte limit per response. The whole ingest has a
+deadline too, and every fetched image is decoded, validated and re-encoded before it is stored, so what is
+kept is an image and nothing else the server sent. Problems with the manifest or a canvas are reported in the
+:class:`~corpus_index.ingest.IngestReport`, never raised.
 """
 
 from __future__ import annotations
 
+import io
 import sqlite3
-import urllib.request
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
+from PIL import Image
+
+from corpus_index.iiif_fetch import (
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_TIMEOUT,
+    FetchDeadline,
+    FetchRefused,
+    FetchTooLarge,
+    address_refusal,
+    check_url,
+    safe_fetch,
+)
 from corpus_index.iiif_manifest import (
+    DEFAULT_MAX_MANIFEST_BYTES,
     YEAR,
     Canvas,
     Fetch,
@@ -38,31 +55,53 @@ from corpus_index.images import (
     DEFAULT_MAX_PIXELS,
     THUMB_SIZE,
     ImageRejected,
-    keep_fetched_image,
+    make_thumbnail,
     open_validated,
+    sha256_bytes,
+    write_bytes_atomic,
 )
 from corpus_index.ingest import IngestReport, Progress, add_image_item
 from corpus_index.store import Store
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_TIMEOUT", "Fetch", "ManifestError", "book_id", "ingest_iiif",
-           "urllib_fetch"]
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+__all__ = ["DEFAULT_MANIFEST_TIMEOUT", "DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_MANIFEST_BYTES",
+           "DEFAULT_MAX_REDIRECTS", "DEFAULT_TIMEOUT", "Fetch", "FetchDeadline", "FetchRefused", "FetchTooLarge",
+           "ManifestError", "address_refusal", "book_id", "check_url", "ingest_iiif", "safe_fetch"]
+DEFAULT_MAX_IMAGE_BYTES = 50 * 1024 * 1024
+# Long enough for a book of some thousand pages from a slow server; a stalled ingest ends and can be resumed.
+DEFAULT_MANIFEST_TIMEOUT = 6 * 3600.0
 
 
-def urllib_fetch(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """GET ``url`` (http or https only) with a timeout, refusing responses larger than ``max_bytes``."""
-    if urlparse(url).scheme not in ("http", "https"):
-        raise ValueError(f"refusing to fetch {url!r}: only http and https URLs are allowed")
-    request = urllib.request.Request(url, headers={"User-Agent": "sphaera-similarity-explorer/0.1"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > max_bytes:
-            raise ValueError(f"{url}: response of {int(declared)} bytes exceeds the {max_bytes} byte cap")
-        data = response.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ValueError(f"{url}: response exceeds the {max_bytes} byte cap")
-    return data
+class _Fetcher:
+    """The fetch of one ingest: the injected or default fetch, each call bounded by the per-fetch deadline,
+    what is left of the manifest's deadline, and a byte limit (checked again after an injected fetch)."""
+
+    def __init__(self, fetch: Fetch | None, allow_private: bool, fetch_timeout: float,
+                 manifest_timeout: float | None, max_redirects: int):
+        self.fetch, self.allow_private, self.max_redirects = fetch, allow_private, max_redirects
+        self.fetch_timeout, self.manifest_timeout = fetch_timeout, manifest_timeout
+        self.deadline = None if manifest_timeout is None else time.monotonic() + manifest_timeout
+
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def get(self, url: str, max_bytes: int) -> bytes:
+        timeout = self.fetch_timeout
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise FetchDeadline(f"{url}: not fetched, the manifest deadline of {self.manifest_timeout:g} s "
+                                    "has passed")
+            timeout = min(timeout, left)
+        if self.fetch is None:
+            data = safe_fetch(url, timeout, max_bytes, allow_private=self.allow_private,
+                              max_redirects=self.max_redirects)
+        else:
+            data = self.fetch(url)
+        if not isinstance(data, (bytes, bytearray)):  # a str would be taken for a local file name
+            raise TypeError(f"fetch returned {type(data).__name__}, not bytes")
+        if len(data) > max_bytes:
+            raise FetchTooLarge(f"{url}: response of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+        return data
 
 
 def _scaled_region(region: Region, canvas: Canvas, width: int, height: int) -> tuple[int, ...] | None:
@@ -78,9 +117,31 @@ def _scaled_region(region: Region, canvas: Canvas, width: int, height: int) -> t
     return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
 
 
-def _page_image(store: Store, urls: list[str], fetch: Fetch, max_size: int, max_pixels: int):
+def _keep_reencoded(root: Path, image: Image.Image, max_size: int,
+                    lossless: bool) -> tuple[str, str, Image.Image]:
+    """Store a decoded, validated image under ``root/images``; return (sha256 of the stored file, its path
+    relative to ``root``, the image as stored).
+
+    The stored file is always a fresh encoding of the decoded pixels, never the fetched bytes: whatever a server
+    appends or hides in a file (padding, trailing data, extra chunks) is not kept. PNG stays PNG (lossless) when
+    it needs no shrinking; everything else, and anything larger than ``max_size``, becomes a JPEG.
+    """
+    if max(image.size) > max_size:  # e.g. a full-size master fetched as a fallback
+        image, lossless = make_thumbnail(image, max_size), False
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG" if lossless else "JPEG", **({} if lossless else {"quality": 90}))
+    encoded = buffer.getvalue()
+    digest = sha256_bytes(encoded)  # the hash of the file as stored, as for scans ingested from a folder
+    relpath = f"images/{digest[:2]}/{digest}{'.png' if lossless else '.jpg'}"
+    write_bytes_atomic(encoded, Path(root) / relpath)
+    return digest, relpath, image
+
+
+def _page_image(store: Store, urls: list[str], fetcher: _Fetcher, max_size: int, max_pixels: int,
+                max_image_bytes: int):
     """(source url, sha256, stored path, RGB image) of a canvas image: the stored copy if this URL was
-    ingested before, else fetched, validated, bounded to ``max_size`` and saved under ``ROOT/images``."""
+    ingested before, else fetched, validated, bounded to ``max_size``, re-encoded and saved under
+    ``ROOT/images``."""
     for url in urls:
         existing = store.find_item(source=url)
         if existing is not None:
@@ -93,22 +154,32 @@ def _page_image(store: Store, urls: list[str], fetch: Fetch, max_size: int, max_
     errors = []
     for url in urls:
         try:
-            data = fetch(url)
-            if not isinstance(data, (bytes, bytearray)):  # a str would be taken for a local file name
-                raise TypeError(f"fetch returned {type(data).__name__}, not bytes")
+            data = fetcher.get(url, max_image_bytes)
+            lossless = bytes(data[:8]) == b"\x89PNG\r\n\x1a\n"
             image = open_validated(data, max_pixels=max_pixels)
+            del data  # only the decoded image is needed from here on
         except Exception as error:
             errors.append(f"{url}: {error}")
             continue
-        digest, relpath, image = keep_fetched_image(store.root, data, image, max_size)
+        digest, relpath, image = _keep_reencoded(store.root, image, max_size, lossless)
         return url, digest, relpath, image
     raise ImageRejected("no usable image: " + "; ".join(errors))
 
 
 def ingest_iiif(store: Store, manifest: str | Path, max_size: int = 1600, progress: Progress | None = None, *,
-                fetch: Fetch | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                thumb_size: int = THUMB_SIZE) -> IngestReport:
+                fetch: Fetch | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, thumb_size: int = THUMB_SIZE,
+                allow_private: bool = False, fetch_timeout: float = DEFAULT_TIMEOUT,
+                manifest_timeout: float | None = DEFAULT_MANIFEST_TIMEOUT,
+                max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+                max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES,
+                max_redirects: int = DEFAULT_MAX_REDIRECTS) -> IngestReport:
     """Ingest the canvases of a IIIF manifest (a local file or an http(s) URL).
+
+    Canvases are read, fetched and stored one at a time. Memory is bounded by the parsed manifest (whose JSON
+    is at most ``max_manifest_bytes``; parsed, it takes several times that), one canvas' image (at most
+    ``max_image_bytes`` fetched, at most ``max_pixels`` decoded, plus the stored copy of at most
+    ``max_size`` squared pixels) and one report entry per canvas: no image is kept after its canvas, so
+    a manifest of many thousand canvases needs no more memory for images than one of a single canvas.
 
     Parameters
     ----------
@@ -118,13 +189,27 @@ def ingest_iiif(store: Store, manifest: str | Path, max_size: int = 1600, progre
     max_size : int
         Longest side requested from the Image API (``!max_size,max_size``) and kept of fallback images.
     progress : callable, optional
-        ``progress(done, total, message)`` after each canvas.
+        ``progress(done, total, message)`` after each canvas (``done`` counts canvases of the manifest).
     fetch : callable, optional
-        ``fetch(url) -> bytes``; defaults to :func:`urllib_fetch`.
+        ``fetch(url) -> bytes``, replacing the default :func:`~corpus_index.iiif_fetch.safe_fetch`; then
+        ``allow_private``, ``fetch_timeout`` and ``max_redirects`` are the callable's business, while the byte
+        limits and the manifest deadline still apply.
     max_pixels : int
         Larger images are skipped before decoding.
     thumb_size : int
         Longest side of the thumbnails.
+    allow_private : bool
+        Also fetch from loopback, private and link-local addresses (a local image server). Off by default, as
+        the manifest, not the user, chooses the URLs.
+    fetch_timeout : float
+        Wall-clock seconds for each fetch (manifest, annotation list or image), redirects included.
+    manifest_timeout : float or None
+        Wall-clock seconds for the whole ingest; canvases not reached by then are left for a later ingest
+        (which does not fetch the stored ones again). ``None``: no limit.
+    max_image_bytes, max_manifest_bytes : int
+        Largest accepted image response; largest accepted manifest or annotation list (file or response).
+    max_redirects : int
+        Redirects followed per fetch.
 
     Returns
     -------
@@ -132,13 +217,17 @@ def ingest_iiif(store: Store, manifest: str | Path, max_size: int = 1600, progre
         Problems with the manifest or with single canvases are in ``skipped``; nothing is raised for them.
     """
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    fetch = fetch or urllib_fetch
+    fetcher = _Fetcher(fetch, allow_private, fetch_timeout, manifest_timeout, max_redirects)
+
+    def fetch_json(url: str) -> bytes:
+        return fetcher.get(url, max_manifest_bytes)
+
     report = IngestReport(source=str(manifest))
     problems: list[tuple[str, str]] = []
-    canvases = []
+    canvases, total = iter(()), 0
     try:
-        data = read_manifest(manifest, fetch)
-        version, canvases = parse_manifest(data, fetch, problems)
+        data = read_manifest(manifest, fetch_json, max_manifest_bytes)
+        version, total, canvases = parse_manifest(data, fetch_json, problems)
         manifest_id = id_of(data)
         if not isinstance(manifest_id, str) or not manifest_id:
             manifest_id = str(Path(str(manifest)).expanduser().resolve())
@@ -152,29 +241,36 @@ def ingest_iiif(store: Store, manifest: str | Path, max_size: int = 1600, progre
     except Exception as error:  # ManifestError, or a manifest odd enough to break the reading of it
         reason = str(error) if isinstance(error, ManifestError) else f"{type(error).__name__}: {error}"
         report.skip(str(manifest), reason)
-        canvases = []
+        canvases = iter(())
+    for canvas in canvases:
+        for source, reason in problems:  # canvases and annotation lists that the iteration could not read
+            report.skip(source, reason)
+        problems.clear()
+        if fetcher.expired():
+            report.skip(str(manifest), f"ingest stopped at canvas {canvas.index + 1} of {total}: the manifest "
+                                       f"deadline of {manifest_timeout:g} s passed; ingest it again to go on")
+            break
+        try:
+            _ingest_canvas(store, report, canvas, book, book_columns, book_extra, fetcher, max_size,
+                           max_pixels, max_image_bytes, thumb_size)
+        except ImageRejected as error:
+            report.skip(canvas.name, str(error))
+        except sqlite3.Error:
+            raise  # a broken database is not bad input
+        except Exception as error:
+            report.skip(canvas.name, f"{type(error).__name__}: {error}")
+        if progress is not None:
+            progress(canvas.index + 1, total, canvas.name)
     for source, reason in problems:
         report.skip(source, reason)
-    if canvases:
-        for done, canvas in enumerate(canvases, start=1):
-            try:
-                _ingest_canvas(store, report, canvas, book, book_columns, book_extra, fetch, max_size,
-                               max_pixels, thumb_size)
-            except ImageRejected as error:
-                report.skip(canvas.name, str(error))
-            except sqlite3.Error:
-                raise  # a broken database is not bad input
-            except Exception as error:
-                report.skip(canvas.name, f"{type(error).__name__}: {error}")
-            if progress is not None:
-                progress(done, len(canvases), canvas.name)
     store.log_ingest("iiif", str(manifest), started, len(report.added), len(report.duplicates),
                      report.skipped)
     return report
 
 
 def _ingest_canvas(store: Store, report: IngestReport, canvas: Canvas, book: str, book_columns: dict,
-                   book_extra: dict, fetch: Fetch, max_size: int, max_pixels: int, thumb_size: int) -> None:
+                   book_extra: dict, fetcher: _Fetcher, max_size: int, max_pixels: int, max_image_bytes: int,
+                   thumb_size: int) -> None:
     urls = []
     if canvas.service:
         urls.append(f"{canvas.service}/full/!{max_size},{max_size}/0/default.jpg")
@@ -183,7 +279,7 @@ def _ingest_canvas(store: Store, report: IngestReport, canvas: Canvas, book: str
     if not urls:
         report.skip(canvas.name, "canvas has no image service and no image URL")
         return
-    url, digest, relpath, image = _page_image(store, urls, fetch, max_size, max_pixels)
+    url, digest, relpath, image = _page_image(store, urls, fetcher, max_size, max_pixels, max_image_bytes)
     columns, extra = metadata_fields(canvas.metadata)
     fields = {**book_columns, **columns, "book": book, "page": canvas.index + 1,
               "label": canvas.label or f"page {canvas.index + 1}",

@@ -5,6 +5,8 @@ Only what ingest needs is read: per canvas its id, label, size, Image API servic
 or plain image URL, its metadata, and its regions from non-painting annotations (v2 ``otherContent``, v3
 ``annotations``; embedded or fetched) and from ranges in ``structures``. Anything unreadable raises
 :class:`ManifestError` (the whole manifest) or is listed in ``problems`` (one canvas or annotation list).
+Canvases are read one at a time from the parsed JSON (:func:`parse_manifest` returns an iterator), and the
+manifest itself is refused above a byte limit, because its parsed form is held in memory during the ingest.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import hashlib
 import html
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 Fetch = Callable[[str], bytes]
+DEFAULT_MAX_MANIFEST_BYTES = 20 * 1024 * 1024
 # Metadata labels (lower case) that fill book columns; every other pair goes to extra under its own label.
 LABEL_TO_COLUMN = {label: column for column, labels in {
     "title": "title|titel|titre|titolo",
@@ -207,8 +210,9 @@ def _annotation_regions(canvas: Canvas, lists: Any, fetch: Fetch, problems: list
                 canvas.regions.append(region)
 
 
-def _structure_regions(structures: Any, by_id: dict[str, Canvas], depth: int = 0) -> None:
-    """Regions listed by ranges: v2 ``canvases`` strings, v3 ``items`` of canvas fragments (ranges nest)."""
+def _structure_regions(structures: Any, found: dict[str, list[Region]], depth: int = 0) -> None:
+    """Collect, by canvas id, the regions listed by ranges: v2 ``canvases`` strings, v3 ``items`` of canvas
+    fragments (ranges nest). Collected first, so that canvases can then be read one at a time."""
     if depth > 20:
         return
     for rng in _as_list(structures):
@@ -218,12 +222,12 @@ def _structure_regions(structures: Any, by_id: dict[str, Canvas], depth: int = 0
         for member in _as_list(rng.get("canvases")) + _as_list(rng.get("items")):
             kind = str(member.get("type") or member.get("@type") or "") if isinstance(member, dict) else ""
             if kind in ("Range", "sc:Range"):
-                _structure_regions([member], by_id, depth + 1)
+                _structure_regions([member], found, depth + 1)
                 continue
             base, fragment = _target(member)
             region = _region(fragment, label, id_of(rng) or "structures")
-            if region is not None and base in by_id:
-                by_id[base].regions.append(region)
+            if region is not None and base:
+                found.setdefault(base, []).append(region)
 
 
 def _canvas_v2(raw: dict, index: int, fetch: Fetch, problems: list) -> Canvas:
@@ -261,8 +265,11 @@ def _canvas_v3(raw: dict, index: int, fetch: Fetch, problems: list) -> Canvas:
     return canvas
 
 
-def read_manifest(source: str | Path, fetch: Fetch) -> dict:
-    """The manifest JSON object from a local file or an http(s) URL; :class:`ManifestError` if unusable."""
+def read_manifest(source: str | Path, fetch: Fetch, max_bytes: int = DEFAULT_MAX_MANIFEST_BYTES) -> dict:
+    """The manifest JSON object from a local file or an http(s) URL; :class:`ManifestError` if unusable.
+
+    A file larger than ``max_bytes`` is refused before it is read (``fetch`` is expected to apply the same
+    limit to a URL: the parsed JSON takes several times its size in memory)."""
     text = str(source)
     try:
         if urlparse(text).scheme in ("http", "https"):
@@ -271,11 +278,16 @@ def read_manifest(source: str | Path, fetch: Fetch) -> dict:
             path = Path(text).expanduser()
             if not path.is_file():
                 raise ManifestError("manifest file not found")
+            if path.stat().st_size > max_bytes:
+                raise ManifestError(f"manifest file of {path.stat().st_size} bytes exceeds the limit of "
+                                    f"{max_bytes} bytes")
             data = path.read_bytes()
     except ManifestError:
         raise
     except Exception as error:
         raise ManifestError(f"manifest not loaded: {type(error).__name__}: {error}") from None
+    if len(data) > max_bytes:  # an injected fetch may not have applied the limit
+        raise ManifestError(f"manifest of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
     try:
         manifest = json.loads(data)
     except (ValueError, UnicodeDecodeError) as error:
@@ -285,9 +297,14 @@ def read_manifest(source: str | Path, fetch: Fetch) -> dict:
     return manifest
 
 
-def parse_manifest(manifest: dict, fetch: Fetch, problems: list) -> tuple[int, list[Canvas]]:
-    """The Presentation API version and the canvases of a manifest (canvases that cannot be read go to
-    ``problems`` as (canvas, reason))."""
+def parse_manifest(manifest: dict, fetch: Fetch, problems: list) -> tuple[int, int, Iterator[Canvas]]:
+    """The Presentation API version, the number of canvases, and an iterator over the readable canvases.
+
+    The version and the canvas count are checked now (:class:`ManifestError`); the canvases are read one at a
+    time as the iterator advances, so that external annotation lists are fetched only when their canvas is
+    reached and no list of all canvases is built. Canvases or annotation lists that cannot be read are
+    appended to ``problems`` as (source, reason) as the iteration reaches them.
+    """
     context = json.dumps(manifest.get("@context"))
     kind = str(manifest.get("type") or manifest.get("@type") or "")
     if kind in ("Collection", "sc:Collection"):
@@ -302,16 +319,22 @@ def parse_manifest(manifest: dict, fetch: Fetch, problems: list) -> tuple[int, l
         raise ManifestError("not a IIIF Presentation manifest (no Presentation API 2 or 3 context)")
     if not raws:
         raise ManifestError("manifest has no canvases")
-    canvases = []
-    for index, raw in enumerate(raws):
-        try:
-            if not isinstance(raw, dict):
-                raise ValueError("canvas is not a JSON object")
-            canvases.append(reader(raw, index, fetch, problems))
-        except Exception as error:
-            problems.append((f"canvas {index + 1}", f"unreadable canvas: {type(error).__name__}: {error}"))
-    _structure_regions(manifest.get("structures"), {c.id: c for c in canvases if c.id})
-    return version, canvases
+    from_structures: dict[str, list[Region]] = {}
+    _structure_regions(manifest.get("structures"), from_structures)
+
+    def canvases() -> Iterator[Canvas]:
+        for index, raw in enumerate(raws):
+            try:
+                if not isinstance(raw, dict):
+                    raise ValueError("canvas is not a JSON object")
+                canvas = reader(raw, index, fetch, problems)
+            except Exception as error:
+                problems.append((f"canvas {index + 1}", f"unreadable canvas: {type(error).__name__}: {error}"))
+                continue
+            canvas.regions.extend(from_structures.get(canvas.id, []) if canvas.id else [])
+            yield canvas
+
+    return version, len(raws), canvases()
 
 
 def book_id(manifest_id: str) -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from corpus_index.iiif import book_id, ingest_iiif, urllib_fetch
+from corpus_index.iiif import book_id, ingest_iiif, safe_fetch
 from corpus_index.store import Store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "iiif"
@@ -166,7 +166,7 @@ def test_broken_canvases_do_not_stop_the_rest(store, tmp_path):
 
 def test_default_fetch_refuses_other_schemes():
     with pytest.raises(ValueError, match="only http and https"):
-        urllib_fetch("file:///etc/passwd")
+        safe_fetch("file:///etc/passwd")
 
 
 def test_default_fetch_caps_the_size():
@@ -187,11 +187,11 @@ def test_default_fetch_caps_the_size():
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_port}"
-        assert len(urllib_fetch(f"{base}/declared", timeout=5, max_bytes=10_000)) == 5000
-        with pytest.raises(ValueError, match="exceeds the 1000 byte cap"):
-            urllib_fetch(f"{base}/declared", timeout=5, max_bytes=1000)
-        with pytest.raises(ValueError, match="exceeds the 1000 byte cap"):
-            urllib_fetch(f"{base}/undeclared", timeout=5, max_bytes=1000)
+        assert len(safe_fetch(f"{base}/declared", timeout=5, max_bytes=10_000, allow_private=True)) == 5000
+        with pytest.raises(ValueError, match="exceeds the limit of 1000 bytes"):
+            safe_fetch(f"{base}/declared", timeout=5, max_bytes=1000, allow_private=True)
+        with pytest.raises(ValueError, match="exceeds the limit of 1000 bytes"):
+            safe_fetch(f"{base}/undeclared", timeout=5, max_bytes=1000, allow_private=True)
     finally:
         server.shutdown()
         server.server_close()
