@@ -1,9 +1,15 @@
-"""Building a model's features, index and factor cache for a :class:`~corpus_index.corpus.Corpus`."""
+"""Building a model's features, index and factor cache for a :class:`~corpus_index.corpus.Corpus`.
+
+A build is also the repair command. Before computing anything it re-hashes the scans that changed since their
+last check (:mod:`corpus_index.rehash`), moves damaged and unverifiable feature batches, index files and factor
+files to ``ROOT/replaced/`` (:mod:`corpus_index.integrity`), and then computes every item whose stored vector was
+not computed from its current content (hash and region). The index is synced with the current vectors only.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,6 +19,7 @@ from corpus_index.faiss_index import VectorIndex, expand_rows
 from corpus_index.features import FeatureReport, build_features, iter_local_batches
 from corpus_index.model_stamp import is_stale, set_aside, write_stamp
 from corpus_index.models import canonical_key, load_model, transform_count
+from corpus_index.rehash import refresh_hashes
 
 if TYPE_CHECKING:
     from corpus_index.corpus import Corpus
@@ -30,6 +37,8 @@ class BuildReport:
     index_added: int
     index_size: int
     factors: fc.FactorReport | None = None
+    set_aside: list = field(default_factory=list)
+    rehashed: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
         """A short human-readable account (with the first skipped items and their reasons)."""
@@ -37,6 +46,11 @@ class BuildReport:
         lines = [f"{self.model_key}: {f.computed} computed, {f.reused} already done, {len(f.skipped)} skipped "
                  f"in {f.seconds:.1f} s; {self.index_kind} index holds {self.index_size} items "
                  f"({self.index_added} added)"]
+        if self.rehashed:
+            lines.append(f"  {len(self.rehashed)} scans changed since ingest (items {self.rehashed[:10]}); "
+                         "their data was computed again")
+        if self.set_aside:
+            lines.append(f"  {len(self.set_aside)} damaged or stale files moved to {self.set_aside[0].parent}")
         lines += [f"  skipped item {item_id}: {reason}" for item_id, reason in f.skipped[:10]]
         if self.factors is not None:
             lines.append(f"  BiLRP factors: {self.factors.computed} computed, {self.factors.cached} cached, "
@@ -73,7 +87,10 @@ def build_model(corpus: Corpus, model_key: str, batch_size: int = 16, progress: 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model = load_model(key)  # also validates the key (and weights) before any work starts
-    rows = corpus._rows()
+    rehash = refresh_hashes(corpus.store)
+    left_out = {item_id for item_id, _ in rehash.conflicts}
+    rows = [row for row in corpus._rows() if row[0] not in left_out]
+    tags = {i: t for i, t in corpus.store.content_tags().items() if i not in left_out}
     features = corpus.features(key)
     if is_stale(corpus.root, key, model, features.dim(), lambda: model_dim(model)):
         moved = set_aside(corpus.root, key)
@@ -89,18 +106,26 @@ def build_model(corpus: Corpus, model_key: str, batch_size: int = 16, progress: 
         def batches(missing):
             return iter_local_batches(model, missing, batch_size)
 
+    factor_files = corpus.factor_cache.repair(key, tags)
     feature_report = build_features(
         features, rows, batches, progress=progress,
         on_batch=lambda ids: corpus.store.mark_features(key, ids),
-        on_start=lambda have: corpus.store.reconcile_features(key, have))
+        on_start=lambda have: corpus.store.reconcile_features(key, have), expected=tags)
+    feature_report.skipped.extend(rehash.conflicts)
     ids, vectors = features.load()
-    known = np.isin(ids, [row[0] for row in rows])  # items deleted from the store leave the index
+    # Only vectors of the items' current content enter the index (not those of deleted items, nor the old vector
+    # of a scan replaced by an unreadable file).
+    known = np.isin(ids, np.intersect1d(features.current_ids(tags), [row[0] for row in rows]))
     if progress is not None:
         progress(len(rows), len(rows), f"{key}: writing the {index} index")
     vector_index = VectorIndex(corpus.root, key, index)
     group = transform_count(model)  # rotation-max models: 8 index rows per item
-    added = vector_index.sync(*expand_rows(ids[known], vectors[known], group)) // group if len(ids) else 0
-    report = BuildReport(key, feature_report, index, added, len(vector_index) // group)
+    row_tags = np.repeat(np.asarray([tags[int(i)] for i in ids[known]], dtype=str), group)
+    added = 0
+    if len(ids):
+        added = vector_index.sync(*expand_rows(ids[known], vectors[known], group), tags=row_tags) // group
+    report = BuildReport(key, feature_report, index, added, len(vector_index) // group,
+                         set_aside=feature_report.set_aside + factor_files, rehashed=rehash.changed)
     corpus._current.add(key)  # its stored data now comes from the current model
     if factors:
         report.factors = precompute_factors(corpus, key, gamma=gamma, pool=pool, progress=progress,
@@ -126,17 +151,19 @@ def precompute_factors(corpus: Corpus, model_key: str, item_ids: Sequence[int] |
     key = canonical_key(model_key)
     model = load_model(key)
     rows = corpus._rows(item_ids)
+    tags = corpus.store.content_tags(None if item_ids is None else [row[0] for row in rows])
     if engine != "ray":
         from corpus_index.features import open_image
 
-        return corpus.factor_cache.precompute(model, key, rows, open_image, gamma, pool, progress)
+        return corpus.factor_cache.precompute(model, key, rows, open_image, gamma, pool, progress, tags)
     from corpus_index.ray_engine import iter_factor_results
 
     schedule = fc.resolve_schedule(model, gamma)
     report = fc.FactorReport()
     transforms = fc.model_transforms(model)
     todo = [r for r in rows
-            if not all(corpus.factor_cache.path(key, schedule, pool, r[0], t).exists() for t in transforms)]
+            if not all(corpus.factor_cache.is_current(key, schedule, pool, r[0], t, tags.get(r[0], ""))
+                       for t in transforms)]
     report.cached = len(rows) - len(todo)
     for ids, arrays, skipped in iter_factor_results(key, todo, schedule, pool, address=address,
                                                     concurrency=concurrency):
@@ -144,7 +171,7 @@ def precompute_factors(corpus: Corpus, model_key: str, item_ids: Sequence[int] |
             # One array per item: (h, H/p, W/p), or (8, h, H/p, W/p) for rotation-max models.
             parts = [array] if transforms == [None] else list(array)
             for transform, part in zip(transforms, parts, strict=True):
-                corpus.factor_cache.save(key, schedule, pool, int(item_id), part, transform)
+                corpus.factor_cache.save(key, schedule, pool, int(item_id), part, transform, tags[int(item_id)])
         report.computed += len(ids)
         report.skipped.extend(skipped)
         if progress is not None:

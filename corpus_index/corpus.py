@@ -1,8 +1,13 @@
 """The :class:`Corpus` facade: one object for a corpus root (store, features, indexes, factor cache).
 
-Everything the app and the CLI do goes through it (docs/contracts.md). Root layout: ``corpus.sqlite``,
+Everything the app and the CLI do goes through it (docs/design.md). Root layout: ``corpus.sqlite``,
 ``thumbs/``, ``images/``, ``features/<model_key>/batch_*.npz``, ``indexes/<model_key>.faiss``,
 ``factors/<model_key>/<gamma-hash>-p<pool>/<item_id>.npy``.
+
+Stored features, index rows and factors are used for an item only if they carry its current content tag
+(:mod:`corpus_index.integrity`): otherwise a query or explanation raises :class:`StaleContentError` (features,
+index) or computes the factors again, and a damaged file raises
+:class:`~corpus_index.integrity.DamagedFileError`; ``build`` repairs both.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from corpus_index import factor_cache as fc
 from corpus_index.build import BuildReport, build_model, model_dim, precompute_factors
 from corpus_index.faiss_index import INDEX_KINDS, IndexMissingError, VectorIndex
 from corpus_index.features import FeatureStore, compute_batch
+from corpus_index.integrity import StaleContentError, check_index  # noqa: F401 - StaleContentError is API
 from corpus_index.model_stamp import is_stale
 from corpus_index.models import canonical_key, key_transform_count, load_model, transform_count
 from corpus_index.store import DB_NAME, Store
@@ -59,6 +65,7 @@ class Corpus:
         self.factor_cache = fc.FactorCache(self.root)
         self._feature_stores: dict[str, FeatureStore] = {}
         self._current: set[str] = set()  # model keys whose stored data was checked against the current model
+        self._verified: dict[str, tuple] = {}  # index file -> signature of the files last found to match the store
 
     @classmethod
     def open(cls, root: str | Path, create: bool = False) -> Corpus:
@@ -151,22 +158,32 @@ class Corpus:
         """The index of a model key: ``kind``, or the exact one if built, else an approximate one."""
         key = canonical_key(model_key)
         if kind is not None:
-            return VectorIndex(self.root, key, kind)
+            return self._checked(VectorIndex(self.root, key, kind))
         for candidate in INDEX_KINDS:
             index = VectorIndex(self.root, key, candidate)
             if index.exists():
-                return index
+                return self._checked(index)
         raise IndexMissingError(f"no index for model {key} in {self.root}; run "
                                 f"'python -m corpus_index --root {self.root} build --model {key}'")
 
+    def _checked(self, index: VectorIndex) -> VectorIndex:
+        """``index`` after :func:`~corpus_index.integrity.check_index` (once per version of its files)."""
+        return check_index(index, self.store, self._verified)
+
+    def _tag(self, item_id: int) -> str:
+        """The content tag of one item (its stored data must carry it)."""
+        return self.store.content_tags([int(item_id)])[int(item_id)]
+
     def indexed_count(self, model_key: str, kind: str | None = None) -> int:
-        """Number of items in the index of a model key (0 when there is none)."""
+        """Number of items in the index of a model key (0 when there is none); reads, but does not verify, it."""
         key = canonical_key(model_key)
         group = key_transform_count(key)
-        try:
-            return len(self.index(key, kind)) // group
-        except IndexMissingError:
-            return 0
+        kinds = [kind] if kind is not None else INDEX_KINDS
+        for candidate in kinds:
+            index = VectorIndex(self.root, key, candidate)
+            if index.exists():
+                return len(index) // group
+        return 0
 
     def models(self) -> list[str]:
         """Model keys that have an index in this corpus."""
@@ -230,7 +247,7 @@ class Corpus:
         if item_id is not None:
             self.item(item_id)  # unknown id -> ItemNotFoundError
             try:
-                return self.features(key).vector(int(item_id))
+                return self.features(key).vector(int(item_id), tag=self._tag(item_id))
             except KeyError as error:
                 raise ItemNotFoundError(str(error.args[0])) from None
         if not isinstance(image, Image.Image):
@@ -318,7 +335,7 @@ class Corpus:
             self.item(item_id)
             self._check_current(key)
             return self.factor_cache.get(model, key, int(item_id), lambda: self.image(item_id), gamma, pool,
-                                         transform)[0]
+                                         transform, tag=self._tag(item_id))[0]
         if not isinstance(image, Image.Image):
             from corpus_index.images import open_validated
 
@@ -357,7 +374,7 @@ class Corpus:
             try:
                 if item_id is None:
                     raise KeyError("uploaded image")
-                phis.append(self.features(key).vector(item_id))
+                phis.append(self.features(key).vector(item_id, tag=self._tag(item_id)))
             except KeyError:  # an upload, or a model not built yet: one forward pass
                 import torch
 
@@ -376,7 +393,7 @@ class Corpus:
                 cached.append(False)
             else:
                 array, hit = self.factor_cache.get(model, key, item_id, lambda image=image: image, gamma, pool,
-                                                   transform)
+                                                   transform, tag=self._tag(item_id))
                 factors.append(array)
                 cached.append(hit)
         pair = fc.pair_from_factors(*factors)

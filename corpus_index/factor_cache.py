@@ -8,6 +8,14 @@ query against k neighbours costs k + 1 factor computations once, then one matrix
 The gamma hash is taken over the *resolved* schedule ({layer index: gamma} after applying the model's defaults),
 as canonical JSON, so ``gamma=None`` and the explicit default schedule share one cache entry. Each folder holds
 a ``spec.json`` saying which schedule and pool it is for.
+
+Each file is a plain ``.npy`` array followed by a trailer line ``#corpus-index content:<tag>`` naming the
+content tag of the item it was computed from (:func:`corpus_index.integrity.content_tag`; numpy ignores bytes
+after the array). :meth:`FactorCache.get` serves a file only if its tag is the item's current one, otherwise
+it computes the factors again (an item id reused after a lost database, a scan replaced in place, a file copied
+over another's, a file from before trailers). A file shorter than its header promises raises
+:class:`~corpus_index.integrity.DamagedFileError`; a build moves such files, and stale ones, to ``ROOT/replaced/``
+(:meth:`FactorCache.repair`).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from corpus_index.atomic import atomic_save_npy, atomic_write
+from corpus_index.atomic import atomic_write
+from corpus_index.integrity import READ_ERRORS, DamagedFileError, set_aside_file
 
 Progress = Callable[[int, int, str], None]
+_TRAILER = b"#corpus-index content:"
+_FILE_NAME = re.compile(r"^(\d+)(?:-t(\d+))?\.npy$")
 
 
 def resolve_schedule(model: torch.nn.Module, gamma) -> dict:
@@ -157,6 +169,7 @@ class FactorCache:
     """
 
     def __init__(self, root: str | Path):
+        self.corpus_root = Path(root)
         self.root = Path(root) / "factors"
 
     def folder(self, model_key: str, schedule: dict, pool) -> Path:
@@ -173,24 +186,96 @@ class FactorCache:
         name = f"{int(item_id)}.npy" if transform is None else f"{int(item_id)}-t{int(transform)}.npy"
         return self.folder(model_key, schedule, pool) / name
 
-    def load(self, model_key: str, schedule: dict, pool, item_id: int,
-             transform: int | None = None) -> np.ndarray | None:
-        """Cached factors, or None when they were never computed."""
+    def read(self, path: Path, model_key: str, data: bool = True) -> tuple[np.ndarray | None, str | None]:
+        """(factors or None when ``data`` is False, content tag or None) of one file; damage -> DamagedFileError."""
         try:
-            return np.load(self.path(model_key, schedule, pool, item_id, transform), allow_pickle=False)
+            with open(path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(handle)
+                start = handle.tell()
+                end = start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                handle.seek(0, 2)
+                if handle.tell() < end:
+                    raise ValueError(f"{handle.tell()} bytes, the array needs {end}")
+                handle.seek(end)
+                rest = handle.read(4096)
+                array = None
+                if data:
+                    handle.seek(start)
+                    array = np.fromfile(handle, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)))
+                    array = array.reshape(shape, order="F" if fortran else "C")
+        except FileNotFoundError:
+            raise
+        except READ_ERRORS as error:
+            raise DamagedFileError(path, self.corpus_root, model_key, f"{type(error).__name__}: {error}") from None
+        tag = None
+        if rest.startswith(_TRAILER) and rest.endswith(b"\n"):
+            tag = rest[len(_TRAILER):-1].decode("utf-8", "replace")
+        return array, tag
+
+    def load(self, model_key: str, schedule: dict, pool, item_id: int, transform: int | None = None,
+             tag: str | None = None) -> np.ndarray | None:
+        """Cached factors, or None when never computed or (given ``tag``) computed from other content.
+
+        Raises
+        ------
+        DamagedFileError
+            If the file is truncated or not an array (a build repairs it).
+        """
+        try:
+            array, stored = self.read(self.path(model_key, schedule, pool, item_id, transform), model_key)
         except FileNotFoundError:
             return None
-        except (ValueError, OSError):  # unreadable cache entry: recompute rather than fail
+        if tag is not None and stored != tag:
             return None
+        return array
 
     def save(self, model_key: str, schedule: dict, pool, item_id: int, factors,
-             transform: int | None = None) -> Path:
-        """Store factors (h, H/p, W/p) as float32, atomically."""
+             transform: int | None = None, tag: str = "") -> Path:
+        """Store factors (h, H/p, W/p) as float32 with the item's content tag, atomically."""
         array = factors.detach().cpu().numpy() if isinstance(factors, torch.Tensor) else np.asarray(factors)
-        return atomic_save_npy(self.path(model_key, schedule, pool, item_id, transform), array.astype(np.float32))
+        array = np.ascontiguousarray(array, dtype=np.float32)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+                handle.write(_TRAILER + str(tag).encode("utf-8") + b"\n")
+
+        return atomic_write(self.path(model_key, schedule, pool, item_id, transform), write)
+
+    def is_current(self, model_key: str, schedule: dict, pool, item_id: int, transform: int | None,
+                   tag: str | None) -> bool:
+        """Whether a readable file with this content tag is cached (damaged files count as missing)."""
+        try:
+            return self.read(self.path(model_key, schedule, pool, item_id, transform), model_key, False)[1] == tag
+        except (FileNotFoundError, DamagedFileError):
+            return False
+
+    def repair(self, model_key: str, tags: dict[int, str]) -> list[Path]:
+        """Move damaged files, and files not tagged with their item's current content, to ``ROOT/replaced/``.
+
+        ``tags`` maps every item id to its content tag; files of items no longer in the corpus are left alone.
+        Only headers and trailers are read. Returns the new paths of the moved files.
+        """
+        moved = []
+        for path in sorted((self.root / model_key).glob("*/*.npy")):
+            match = _FILE_NAME.match(path.name)
+            if match is None or int(match[1]) not in tags:
+                continue
+            try:
+                stale = self.read(path, model_key, data=False)[1] != tags[int(match[1])]
+            except FileNotFoundError:
+                continue
+            except DamagedFileError:
+                stale = True
+            if stale:
+                moved.append(set_aside_file(self.corpus_root, model_key, path))
+        return moved
 
     def get(self, model, model_key: str, item_id: int, image: Callable[[], Image.Image], gamma=None, pool=8,
-            transform: int | None = None) -> tuple[np.ndarray, bool]:
+            transform: int | None = None, tag: str | None = None) -> tuple[np.ndarray, bool]:
         """Factors of one item, computed (and cached) on first use.
 
         Parameters
@@ -206,6 +291,8 @@ class FactorCache:
         transform : int, optional
             Rotation-max models: which flip/rotation (factors mapped back to the original orientation);
             default 0 (the identity).
+        tag : str, optional
+            The item's current content tag: a cached file with another tag is computed again (and replaced).
 
         Returns
         -------
@@ -215,27 +302,30 @@ class FactorCache:
         """
         transform = _check_transform(model, transform)
         schedule = resolve_schedule(model, gamma)
-        factors = self.load(model_key, schedule, pool, item_id, transform)
+        factors = self.load(model_key, schedule, pool, item_id, transform, tag)
         if factors is not None:
             return factors, True
         factors = compute_factors(model, image(), schedule, pool, transform)
-        self.save(model_key, schedule, pool, item_id, factors, transform)
+        self.save(model_key, schedule, pool, item_id, factors, transform, tag or "")
         return factors, False
 
     def precompute(self, model, model_key: str, rows: Sequence[tuple[int, str, str | None]],
                    load_image: Callable[[str, str | None], Image.Image], gamma=None, pool=8,
-                   progress: Progress | None = None) -> FactorReport:
+                   progress: Progress | None = None, tags: dict[int, str] | None = None) -> FactorReport:
         """Compute and cache the factors of every item in ``rows`` that has none yet (in-process).
 
         Rotation-max models get all 8 transforms per item. An interruption keeps every finished item, so a rerun
-        continues where it stopped.
+        continues where it stopped. ``tags`` (item id -> content tag) makes files of other content count as
+        missing.
         """
+        tags = tags or {}
         schedule = resolve_schedule(model, gamma)
         transforms = model_transforms(model)
         report = FactorReport()
         todo = []
         for item_id, path, region in rows:
-            if all(self.path(model_key, schedule, pool, item_id, t).exists() for t in transforms):
+            if all(self.is_current(model_key, schedule, pool, item_id, t, tags.get(int(item_id), ""))
+                   for t in transforms):
                 report.cached += 1
             else:
                 todo.append((item_id, path, region))
@@ -247,7 +337,7 @@ class FactorCache:
             else:
                 for transform in transforms:
                     factors = compute_factors(model, image, schedule, pool, transform)
-                    self.save(model_key, schedule, pool, item_id, factors, transform)
+                    self.save(model_key, schedule, pool, item_id, factors, transform, tags.get(int(item_id), ""))
                 report.computed += 1
             if progress is not None:
                 progress(report.cached + number, len(rows), f"BiLRP factors {model_key}: {item_id}")

@@ -9,6 +9,13 @@ Files: ``ROOT/indexes/<model_key>.faiss`` (flat), ``<model_key>.hnsw.faiss``, ``
 written atomically (temp file in the same folder, fsync, ``os.replace``): a crash mid-write leaves the previous
 index usable.
 
+Each index has a sidecar ``<index file>.hashes.npz`` (``ids``: row ids, ``hashes``: the content tag each row was
+computed from, see :mod:`corpus_index.integrity`), written right *after* the index: a crash in between leaves a
+sidecar that does not cover the index, which readers treat as stale, never the reverse. :meth:`VectorIndex.sync`
+rebuilds the index when a row's tag changed, the sidecar is missing (an index from before sidecars) or either file
+is damaged (a damaged file is moved to ``ROOT/replaced/`` first). Outside a build an unreadable index or sidecar
+raises :class:`~corpus_index.integrity.DamagedFileError`.
+
 Concurrency: searches never block each other. An update builds a *new* index object (a clone or a fresh build),
 writes it, and swaps the in-memory reference under a short lock, so a search running meanwhile keeps using the
 old object (copy-on-write; faiss search on a CPU index is read-only and thread-safe). Updates hold a file lock
@@ -25,7 +32,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from corpus_index.atomic import atomic_write, file_lock
+from corpus_index.atomic import atomic_save_npz, atomic_write, file_lock
+from corpus_index.integrity import READ_ERRORS, DamagedFileError, set_aside_file
 
 INDEX_KINDS = ("flat", "hnsw", "ivfpq")
 EXACT_KINDS = ("flat",)
@@ -106,7 +114,9 @@ class VectorIndex:
     def __init__(self, root: str | Path, model_key: str, kind: str = "flat"):
         self.model_key = model_key
         self.kind = _check_kind(kind)
+        self.root = Path(root)
         self.path = Path(root) / "indexes" / f"{model_key}{_SUFFIX[kind]}"
+        self.tags_path = self.path.with_name(self.path.name + ".hashes.npz")
         self.lock_path = Path(root) / "indexes" / f".{model_key}.{kind}.lock"
 
     @property
@@ -131,7 +141,11 @@ class VectorIndex:
             cached = _loaded.get(key)
             if cached and cached[0] == stat.st_mtime_ns and cached[1] == stat.st_size:
                 return cached[2]
-        loaded = faiss.read_index(key)  # outside the lock: reading a big index must not stall searches
+        try:  # outside the lock: reading a big index must not stall searches
+            loaded = faiss.read_index(key)
+        except RuntimeError as error:
+            reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unreadable"
+            raise DamagedFileError(self.path, self.root, self.model_key, f"faiss: {reason}") from None
         with _loaded_lock:
             _loaded[key] = (stat.st_mtime_ns, stat.st_size, loaded)
         return loaded
@@ -152,13 +166,41 @@ class VectorIndex:
         except RuntimeError as error:
             raise KeyError(f"item {item_id} is not in the {self.kind} index of {self.model_key}") from error
 
-    def _publish(self, index: faiss.Index) -> None:
+    def row_tags(self) -> dict[int, str] | None:
+        """Row id -> content tag from the sidecar; None when there is none (an index from before sidecars)."""
+        try:
+            with np.load(self.tags_path, allow_pickle=False) as sidecar:
+                ids, tags = sidecar["ids"], sidecar["hashes"]
+        except FileNotFoundError:
+            return None
+        except READ_ERRORS as error:
+            raise DamagedFileError(self.tags_path, self.root, self.model_key,
+                                   f"{type(error).__name__}: {error}") from None
+        return dict(zip(ids.astype(np.int64).tolist(), tags.astype(str).tolist(), strict=True))
+
+    def _publish(self, index: faiss.Index, ids: np.ndarray | None = None, tags: np.ndarray | None = None) -> None:
         atomic_write(self.path, lambda tmp: faiss.write_index(index, tmp))
         stat = self.path.stat()
         with _loaded_lock:
             _loaded[str(self.path)] = (stat.st_mtime_ns, stat.st_size, index)
+        if tags is not None:
+            atomic_save_npz(self.tags_path, ids=np.asarray(ids, dtype=np.int64), hashes=np.asarray(tags, dtype=str))
 
-    def sync(self, ids: np.ndarray, vectors: np.ndarray) -> int:
+    def _current_for_sync(self) -> tuple[faiss.Index | None, dict[int, str] | None]:
+        """The index and its sidecar as a build sees them: damaged ones are set aside and count as missing."""
+        current, stored = None, None
+        if self.exists():
+            try:
+                current = self.index()
+            except DamagedFileError:
+                set_aside_file(self.root, self.model_key, self.path)
+        try:
+            stored = self.row_tags()
+        except DamagedFileError:
+            set_aside_file(self.root, self.model_key, self.tags_path)
+        return current, stored
+
+    def sync(self, ids: np.ndarray, vectors: np.ndarray, tags=None) -> int:
         """Make the index hold exactly these items; add what is missing, rebuild if anything else changed.
 
         Parameters
@@ -167,6 +209,8 @@ class VectorIndex:
             Every item that should be searchable (e.g. all ids of the feature files).
         vectors : ndarray (n, h) float32
             Their features, not normalised.
+        tags : sequence of str, optional
+            The content tag of each row; recorded in the sidecar, and a row whose tag changed is replaced.
 
         Returns
         -------
@@ -175,10 +219,17 @@ class VectorIndex:
         """
         ids = np.asarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if tags is not None:
+            tags = np.asarray([str(t) for t in tags], dtype=str)
         with file_lock(self.lock_path):
-            current = self.index() if self.exists() else None
-            have = self.ids() if current is not None else np.zeros(0, dtype=np.int64)
+            current, stored = self._current_for_sync()
+            have = (faiss.vector_to_array(faiss.downcast_index(current).id_map).astype(np.int64)
+                    if current is not None else np.zeros(0, dtype=np.int64))
             stale = current is None or current.d != vectors.shape[1] or bool(np.setdiff1d(have, ids).size)
+            if tags is not None and not stale:
+                # The sidecar must cover exactly the index, and every kept row must still show the same content.
+                stale = stored is None or set(stored) != set(have.tolist()) or any(
+                    stored.get(i, t) != t for i, t in zip(ids.tolist(), tags.tolist(), strict=True))
             # IVF-PQ trained on few points goes bad when the corpus grows a lot: retrain past 2x.
             if current is not None and self.kind == "ivfpq" and len(ids) > 2 * max(len(have), 1):
                 stale = True
@@ -188,14 +239,14 @@ class VectorIndex:
                     index.train(vectors)
                 if len(ids):
                     index.add_with_ids(vectors, ids)
-                self._publish(index)
+                self._publish(index, ids, tags)
                 return len(ids)
             new = ~np.isin(ids, have)
             if not new.any():
                 return 0
             index = faiss.clone_index(current)  # copy-on-write: searches keep using `current`
             index.add_with_ids(vectors[new], ids[new])
-            self._publish(index)
+            self._publish(index, ids, tags)
             return int(new.sum())
 
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None,

@@ -16,9 +16,15 @@ Tables
 ``ingest_reports``
     A log of every ingest run with its counts and skipped files.
 
-The schema carries a version; :data:`MIGRATIONS` lists the SQL steps from version 0 upwards, and opening an
-older file migrates it in one transaction per step. A file written by a newer version of this code is refused
-with :class:`SchemaVersionError` rather than guessed at.
+``file_checks``
+    Size, modification time and hash of each image file when its hash was last checked (by a build), so a
+    scan replaced in place is noticed (:mod:`corpus_index.rehash`).
+
+The schema carries a version; :data:`MIGRATIONS` (:mod:`corpus_index.store_migrations`) lists the SQL steps from
+version 0 upwards, and opening an older file migrates it in one transaction per step. A file written by a newer
+version of this code is refused with :class:`SchemaVersionError` rather than guessed at; a ``corpus.sqlite`` that
+is not a corpus database (0 bytes, another program's tables, not SQLite) with :class:`CorpusDatabaseError`, never
+taken for a new empty store. Only a root without the file gets a new store.
 
 Every thread gets its own connection; writes take a process-wide lock and run in ``BEGIN IMMEDIATE``
 transactions, so a failed write leaves the file as it was.
@@ -37,7 +43,19 @@ from typing import Any
 
 import pandas as pd
 
+from corpus_index.atomic import file_lock
 from corpus_index.images import format_region, parse_region  # noqa: F401 - part of this module's API
+from corpus_index.integrity import content_tag
+from corpus_index.store_features import FeatureMarks
+from corpus_index.store_migrations import (  # noqa: F401 - part of this module's API
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    CorpusDatabaseError,
+    SchemaVersionError,
+    empty_database_error,
+    foreign_database_error,
+    migrate,
+)
 
 DB_NAME = "corpus.sqlite"
 BOOK_FIELDS = ("title", "author", "printer", "place", "year")
@@ -54,44 +72,11 @@ _DISTINCT_COLUMNS = {"kind": "i.kind", "group": 'i."group"', "book": "i.book", "
                      "title": "b.title", "author": "b.author", "printer": "b.printer", "place": "b.place",
                      "year": "b.year"}
 
-MIGRATIONS: list[list[str]] = [
-    # Version 1: books and items.
-    [
-        "CREATE TABLE books (book TEXT PRIMARY KEY, title TEXT, author TEXT, printer TEXT, place TEXT,"
-        " year INTEGER)",
-        "CREATE TABLE items (id INTEGER PRIMARY KEY, hash TEXT NOT NULL, source TEXT NOT NULL,"
-        ' path TEXT NOT NULL, region TEXT, kind TEXT, "group" TEXT, book TEXT REFERENCES books(book),'
-        " page INTEGER, label TEXT,"
-        " width INTEGER, height INTEGER, extra TEXT NOT NULL DEFAULT '{}', added_at TEXT NOT NULL)",
-        # UNIQUE(hash, region) would let NULL regions repeat (NULLs are distinct in SQL), hence the IFNULL.
-        "CREATE UNIQUE INDEX items_hash_region ON items(hash, IFNULL(region, ''))",
-        "CREATE INDEX items_book ON items(book)",
-    ],
-    # Version 2: thumbnails, feature bookkeeping, the ingest log.
-    [
-        "ALTER TABLE items ADD COLUMN thumb TEXT",
-        "CREATE INDEX items_kind ON items(kind)",
-        "CREATE INDEX items_source ON items(source)",
-        "CREATE TABLE feature_sets (model_key TEXT NOT NULL, item_id INTEGER NOT NULL REFERENCES items(id)"
-        " ON DELETE CASCADE, row INTEGER, batch INTEGER, added_at TEXT NOT NULL,"
-        " PRIMARY KEY (model_key, item_id))",
-        "CREATE TABLE ingest_reports (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, source TEXT NOT NULL,"
-        " started_at TEXT NOT NULL, finished_at TEXT NOT NULL, added INTEGER NOT NULL,"
-        " duplicates INTEGER NOT NULL, skipped INTEGER NOT NULL, skipped_json TEXT NOT NULL DEFAULT '[]')",
-    ],
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class SchemaVersionError(RuntimeError):
-    """The database was written by a newer version of this code (or is not a corpus database)."""
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class Store:
+class Store(FeatureMarks):
     """The SQLite metadata store of one corpus root.
 
     Parameters
@@ -106,22 +91,40 @@ class Store:
     def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root).expanduser().resolve()
         self.db_path = self.root / DB_NAME
-        if not self.db_path.exists():
-            if not create:
-                raise FileNotFoundError(f"no corpus database at {self.db_path}")
-            self.root.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._write_lock = threading.RLock()
         self._closed = False
+        if self._size() is None and not create:
+            raise FileNotFoundError(f"no corpus database at {self.db_path}")
+        if self._size():
+            self._open()
+            return
+        # Missing or empty. SQLite creates a database as a 0-byte file and writes its header a moment later, so
+        # creation and the emptiness check hold one lock: an empty file seen under it is nobody's new store.
+        self.root.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.root / f".{DB_NAME}.create.lock"):
+            if self._size() == 0:
+                raise empty_database_error(self.db_path)
+            if self._size() is None and not create:
+                raise FileNotFoundError(f"no corpus database at {self.db_path}")
+            self._open()
+
+    def _size(self) -> int | None:
+        try:
+            return self.db_path.stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def _open(self) -> None:
         try:
             conn = self._conn()
             conn.execute("PRAGMA journal_mode=WAL")
             self._migrate(conn)
         except sqlite3.DatabaseError as error:
             self.close()
-            raise SchemaVersionError(f"{self.db_path} is not a corpus database: {error}") from None
+            raise foreign_database_error(self.db_path, error) from None
         except BaseException:
             self.close()
             raise
@@ -179,28 +182,7 @@ class Store:
         return int(row["version"]) if row else 0
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        with self.transaction():
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables and "schema_version" not in tables:
-                raise SchemaVersionError(f"{self.db_path} is not a corpus database (it has tables "
-                                         f"{sorted(tables)} but no schema_version)")
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            if conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
-                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-        while True:
-            # Version read and step applied in one transaction: two processes opening an old file at once
-            # cannot apply the same step twice.
-            with self.transaction():
-                version = self.schema_version()
-                if version > SCHEMA_VERSION:
-                    raise SchemaVersionError(
-                        f"{self.db_path} has schema version {version}, but this code knows only up to "
-                        f"{SCHEMA_VERSION}: open it with a newer version of corpus_index")
-                if version == SCHEMA_VERSION:
-                    return
-                for statement in MIGRATIONS[version]:
-                    conn.execute(statement)
-                conn.execute("UPDATE schema_version SET version = ?", (version + 1,))
+        migrate(self, conn)
 
     # -- items ------------------------------------------------------------------------------------
     def add_item(self, **fields: Any) -> tuple[int, bool]:
@@ -291,6 +273,17 @@ class Store:
         item["extra"] = json.loads(row["extra"])
         item["added_at"] = row["added_at"]
         return item
+
+    def content_tags(self, item_ids: Iterable[int] | None = None) -> dict[int, str]:
+        """Item id -> :func:`~corpus_index.integrity.content_tag` (hash and region) of these items (default: all).
+
+        Stored features, index rows and factors must carry the same tag to be used for an item.
+        """
+        sql, params = "SELECT id, hash, region FROM items", []
+        if item_ids is not None:
+            sql += " WHERE id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps([int(i) for i in item_ids]))
+        return {int(r[0]): content_tag(r[1], r[2]) for r in self._conn().execute(sql, params)}
 
     def resolve_path(self, path: str | Path) -> Path:
         """The absolute file of a stored ``path`` or ``thumb`` (relative paths are relative to the root)."""
@@ -386,58 +379,6 @@ class Store:
                              columns=["book", "title", "author", "printer", "place", "year", "n_items"])
         frame["year"] = frame["year"].astype("Int64")
         return frame
-
-    # -- feature bookkeeping ----------------------------------------------------------------------
-    def mark_features(self, model_key: str, item_ids: Iterable[int], rows: Iterable[int] | None = None,
-                      batch: int | None = None) -> None:
-        """Record that these items have features for ``model_key`` (optionally their rows and batch)."""
-        ids = [int(i) for i in item_ids]
-        row_numbers = [None] * len(ids) if rows is None else [int(r) for r in rows]
-        if len(row_numbers) != len(ids):
-            raise ValueError(f"mark_features: {len(ids)} item ids but {len(row_numbers)} rows")
-        now = _now()
-        try:
-            with self.transaction() as conn:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO feature_sets (model_key, item_id, row, batch, added_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    [(model_key, i, r, batch, now) for i, r in zip(ids, row_numbers, strict=True)])
-        except sqlite3.IntegrityError:
-            known = {r[0] for r in self._conn().execute(
-                "SELECT id FROM items WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))}
-            missing = sorted(set(ids) - known)
-            raise ValueError(f"mark_features({model_key!r}): no items with ids {missing[:10]}") from None
-
-    def unmark_features(self, model_key: str, item_ids: Iterable[int] | None = None) -> None:
-        """Forget feature marks of ``model_key``: for these items, or all of them with ``item_ids=None``."""
-        with self.transaction() as conn:
-            if item_ids is None:
-                conn.execute("DELETE FROM feature_sets WHERE model_key = ?", (model_key,))
-            else:
-                ids = json.dumps([int(i) for i in item_ids])
-                conn.execute("DELETE FROM feature_sets WHERE model_key = ? AND item_id IN"
-                             " (SELECT value FROM json_each(?))", (model_key, ids))
-
-    def reconcile_features(self, model_key: str, item_ids: Iterable[int]) -> None:
-        """Make the marks of ``model_key`` exactly ``item_ids`` (ids no longer in the store are ignored)."""
-        ids = json.dumps(sorted({int(i) for i in item_ids}))
-        now = _now()
-        with self.transaction() as conn:
-            conn.execute("DELETE FROM feature_sets WHERE model_key = ? AND item_id NOT IN"
-                         " (SELECT value FROM json_each(?))", (model_key, ids))
-            conn.execute("INSERT OR IGNORE INTO feature_sets (model_key, item_id, added_at) SELECT ?, id, ?"
-                         " FROM items WHERE id IN (SELECT value FROM json_each(?))", (model_key, now, ids))
-
-    def items_without_features(self, model_key: str) -> list[int]:
-        """Ids of the items that have no features for ``model_key``, ascending."""
-        sql = ("SELECT id FROM items WHERE id NOT IN (SELECT item_id FROM feature_sets WHERE model_key = ?)"
-               " ORDER BY id")
-        return [int(r[0]) for r in self._conn().execute(sql, (model_key,))]
-
-    def items_with_features(self, model_key: str) -> list[int]:
-        """Ids of the items that have features for ``model_key``, ascending."""
-        sql = "SELECT item_id FROM feature_sets WHERE model_key = ? ORDER BY item_id"
-        return [int(r[0]) for r in self._conn().execute(sql, (model_key,))]
 
     # -- ingest log -------------------------------------------------------------------------------
     def log_ingest(self, kind: str, source: str, started_at: str, added: int, duplicates: int,
