@@ -65,13 +65,15 @@ with iiif_tab:
     manifest_file = st.file_uploader("Manifest file (JSON)", type=["json", "jsonld"], key="add_manifest")
     manifest_url = st.text_input("…or manifest URL", placeholder="https://…/manifest.json", key="add_url")
     max_size = st.number_input("Longest side of fetched images (px)", 400, 6000, 1600, step=100, key="add_max")
+    allow_private = st.checkbox("Allow local/private image servers", value=False, key="add_private",
+                                help="Off: the manifest's URLs may not reach this machine or the local network.")
     if st.button("Ingest the manifest", key="add_iiif_go", disabled=not (manifest_file or manifest_url)):
         with errors.shown("Ingesting the manifest"):
             if manifest_file is not None:
                 source = write_bytes_atomic(manifest_file.getvalue(), upload_folder() / "manifest.json")
             else:
                 source = manifest_url.strip()
-            report = corpus.ingest_iiif(source, max_size=int(max_size),
+            report = corpus.ingest_iiif(source, max_size=int(max_size), allow_private=allow_private,
                                         progress=progress_bar("fetching canvases …"))
             st.session_state["add_report"] = report
 
@@ -83,6 +85,9 @@ if report is not None:
     cols[1].metric("Already in the corpus", len(report.duplicates))
     cols[2].metric("Skipped", len(report.skipped))
     outcome = report.to_dataframe()
+    if "reason" in outcome:  # the reasons in plain words, as every other page shows them
+        outcome["reason"] = outcome["reason"].map(lambda reason: errors.plain(reason) if isinstance(reason, str)
+                                                  else reason)
     if report.skipped:
         st.warning("Some files did not go in; the reasons are listed below.")
     st.dataframe(outcome, hide_index=True)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from bilrp_core.render import draw_pair
 from explorer import config, controls, data, errors, links, resources
+from explorer.captions import item_caption
 from explorer.choices import model_label
 
 corpus = resources.corpus()
@@ -15,13 +16,16 @@ st.caption("The paper (Sec. 5.3) compares the bigram network with VGG-16 on tabl
            "models, and under one model at several γ.")
 
 pair = link["pair"]
+if pair is None and link["unknown_item"] is not None:
+    errors.report("Reading the pair", data.no_such_item(link["unknown_item"]))
+    st.stop()
 if pair is None:
     st.info("Open a pair from the Explain or Neighbours page (the link carries ?pair=ID1-ID2).")
     st.stop()
 originals = None
 with errors.shown("Reading the pair"):
     originals = [data.image(root, pair[0]), data.image(root, pair[1])]
-    st.markdown(f"Pair **#{pair[0]}** ↔ **#{pair[1]}**")
+    st.markdown(f"**A:** {item_caption(data.item(pair[0]))}  \n**B:** {item_caption(data.item(pair[1]))}")
 if originals is None:
     st.stop()
 

@@ -6,6 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from explorer import config, controls, data, errors, links, resources
+from explorer.captions import item_caption
 from explorer.choices import model_label
 
 corpus = resources.corpus()
@@ -69,6 +70,5 @@ with errors.shown("Reading the corpus"):
             grid = st.columns(6)  # one row of columns per six thumbnails keeps the rows aligned
         with grid[position % 6]:
             st.image(data.thumbnail(root, int(row.id)), width="stretch")
-            year = "" if row.year is None or row.year != row.year else f" {int(row.year)}"
-            st.caption(f"#{row.id} · {row.book}{year} · p. {row.page} · {row.kind}")
+            st.caption(item_caption(row, short=True))
             links.button("Neighbours", "neighbours", item=int(row.id))

@@ -5,7 +5,9 @@ import json
 import streamlit as st
 
 from bilrp_core.render import draw_pair, heatmap, top_pairs, web_annotation
+from corpus_index.csv_export import csv_bytes
 from explorer import controls, data, errors, links, resources
+from explorer.captions import item_caption
 from explorer.choices import encode_gamma, model_label
 
 corpus = resources.corpus()
@@ -21,23 +23,19 @@ with st.expander("Choose the pair", expanded=pair is None):
     id2 = second.number_input("Second item id", min_value=0, value=pair[1] if pair else None, step=1)
     if go.button("Explain", key="ex_go") and id1 is not None and id2 is not None:
         links.go("explain", pair=(int(id1), int(id2)), model=link["model"], gamma=link["gamma"])
+if pair is None and link["unknown_item"] is not None:
+    errors.report("Reading the pair", data.no_such_item(link["unknown_item"]))
+    st.stop()
 if pair is None:
     st.info("Open a pair from the Neighbours page, or enter two item ids above.")
     st.stop()
 
-
-def describe(item: dict) -> str:
-    """One line naming a corpus page."""
-    return (f"#{item['id']} · {item.get('title') or item.get('book')} · {item.get('place') or ''} "
-            f"{item.get('year') or ''} · {item.get('printer') or ''} · p. {item.get('page')} ({item.get('kind')})")
-
-
 items = [None, None]
 with errors.shown("Reading the pair"):
-    items = [None if upload else corpus.item(pair[0]), corpus.item(pair[1])]
+    items = [None if upload else data.item(pair[0]), data.item(pair[1])]
 if items[1] is None or (items[0] is None and not upload):
     st.stop()
-names = ["the uploaded scan" if upload else describe(items[0]), describe(items[1])]
+names = ["the uploaded scan" if upload else item_caption(items[0]), item_caption(items[1])]
 st.markdown(f"**A:** {names[0]}  \n**B:** {names[1]}")
 
 
@@ -130,7 +128,7 @@ def show(explanation, originals, model, gamma, pool, top, threshold, sign) -> No
     downloads = st.columns(3)
     downloads[0].download_button("Picture (PNG)", lambda: data.png_bytes(picture), f"{stem}.png", "image/png",
                                  on_click="ignore", key="ex_png")
-    downloads[1].download_button("Top patch pairs (CSV)", table.to_csv(index=False).encode(), f"{stem}.csv",
+    downloads[1].download_button("Top patch pairs (CSV)", csv_bytes(table), f"{stem}.csv",
                                  "text/csv", on_click="ignore", key="ex_csv")
     downloads[2].download_button("Web Annotation (JSON-LD)", lambda: json.dumps(annotation, indent=1).encode(),
                                  f"{stem}.jsonld", "application/ld+json", on_click="ignore", key="ex_anno")

@@ -4,7 +4,9 @@ import hashlib
 
 import streamlit as st
 
+from corpus_index.csv_export import csv_bytes
 from explorer import controls, data, errors, links, resources
+from explorer.captions import item_caption
 from explorer.choices import model_label
 
 corpus = resources.corpus()
@@ -27,7 +29,9 @@ with left:
     upload = st.file_uploader("…or query with a scan", type=["png", "jpg", "jpeg", "tif", "tiff"],
                               key="nb_upload", help="Any page image; it is not added to the corpus.")
     item = link["item"]
-    if upload is None and item is None:
+    if upload is None and link["unknown_item"] is not None:
+        errors.report("Finding neighbours", data.no_such_item(link["unknown_item"]))
+    elif upload is None and item is None:
         st.info("Pick a page on the Corpus page (or enter its id), or upload a scan.")
     entered = st.number_input("Query item id", min_value=0, value=item, step=1, key="nb_item_input")
     if upload is None and entered is not None and entered != item:
@@ -41,13 +45,12 @@ links.write(model=model, item=item)
 
 with errors.shown("Finding neighbours"):
     with left:
-        if query_image_bytes is not None:
-            st.image(query_image_bytes, caption="Uploaded scan", width="stretch")
+        if query_image_bytes is not None:  # checked as Add scans checks a scan: the same reasons, in the same words
+            st.image(data.jpeg_bytes(data.load_upload(query_image_bytes)), caption="Uploaded scan", width="stretch")
         else:
-            meta = corpus.item(item)
+            meta = data.item(item)
             st.image(data.preview(root, item), width="stretch")
-            st.caption(f"#{item} · {meta.get('title') or meta.get('book')} · {meta.get('place') or ''} "
-                       f"{meta.get('year') or ''} · {meta.get('printer') or ''} · p. {meta.get('page')}")
+            st.caption(item_caption(meta))
             links.button("Explain the query with itself", "explain", pair=(item, item), model=model)
     with right:
         controls.model_status(model)
@@ -69,9 +72,7 @@ with errors.shown("Finding neighbours"):
                 grid = st.columns(4)
             with grid[position % 4]:
                 st.image(data.thumbnail(root, int(row.id)), width="stretch")
-                year = "" if row.year != row.year or row.year is None else int(row.year)
-                st.markdown(f"**{row.rank}.** score **{row.score:.4g}**  \n#{row.id} · {row.kind} · {row.book} · "
-                            f"{year}  \n{row.place or ''} · {row.printer or ''}")
+                st.markdown(f"**{row.rank}.** score **{row.score:.4g}**  \n{item_caption(row)}")
                 if query_image_bytes is None:
                     links.button("Explain", "explain", pair=(item, int(row.id)), model=model)
                 elif st.button("Explain", key=f"nb_explain_{row.id}"):
@@ -80,7 +81,7 @@ with errors.shown("Finding neighbours"):
         digest = hashlib.sha1(query_image_bytes).hexdigest()[:8] if query_image_bytes else item
         columns = [c for c in ("rank", "id", "score", "kind", "group", "book", "title", "author", "year", "place",
                                "printer", "page", "label", "source") if c in results.columns]
-        st.download_button("Download the neighbours (CSV)", results[columns].to_csv(index=False).encode(),
+        st.download_button("Download the neighbours (CSV)", csv_bytes(results[columns]),
                            file_name=f"neighbours-{digest}-{model}.csv", mime="text/csv", on_click="ignore",
                            key="nb_csv")
         if st.toggle("Show the results as a table", key="nb_table"):

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from corpus_index.models import VGG_LAYERS, ModelSpec, canonical_key, parse_model_key
+from corpus_index.models import DEFAULT_IMAGE_SIZE, VGG_LAYERS, ModelSpec, canonical_key, parse_model_key
 
 BIGRAM = "bigram"
 FAMILIES = {
@@ -22,6 +22,7 @@ FAMILIES = {
 }
 VGG_WEIGHTS_FILE = "vgg16-397923af.pth"
 # The authors' blocks of VGG-16 feature layers and their γ (bilrp_core.vgg.vgg_gamma).
+PROJ_DIMS = (8, 16, 32, 50, 100, 200)  # the h values the model controls offer
 VGG_BLOCKS = ((0, 10, "layers 1–10"), (11, 17, "layers 11–17"), (18, 24, "layers 18–24"), (25, 31, "layers 25–31"))
 
 
@@ -157,21 +158,65 @@ def encode_gamma(gamma) -> str:
 
 
 def parse_gamma(text: str | None):
-    """Inverse of :func:`encode_gamma`; raises ValueError naming the bad part."""
+    """Inverse of :func:`encode_gamma`; raises ValueError naming γ and the bad part (malformed text, or a value
+    that is not a finite number ≥ 0: nan, inf and negative γ would silently break the LRP-γ rule)."""
     if text is None or text in ("", "default"):
         return None
     try:
         if ":" not in text:
-            return _check_gamma(float(text))
-        return {int(k): _check_gamma(float(v)) for k, v in (part.split(":") for part in text.split(","))}
-    except ValueError as error:
-        raise ValueError(f"gamma {text!r} in the link is not 'default', a number or 'layer:γ,…' ({error})") from None
+            values = {None: float(text)}
+        else:
+            values = {int(k): float(v) for k, v in (part.split(":") for part in text.split(","))}
+    except ValueError:
+        raise ValueError(f"gamma (γ) {text!r} in the link is not 'default', a number or 'layer:γ,…'") from None
+    for value in values.values():
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"gamma (γ) {text!r} in the link is refused: γ must be a finite number ≥ 0, "
+                             f"got {value}")
+    return values[None] if None in values else values
 
 
-def _check_gamma(value: float) -> float:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"γ must be a number ≥ 0, got {value}")
-    return value
+# -- which model keys the explorer offers -----------------------------------------------------------------------
+def _vgg_bases(known) -> list[ModelSpec]:
+    """The VGG specs whose seed and input size the model controls keep (see :func:`vgg_base`)."""
+    bases = []
+    for key in known:
+        try:
+            spec = parse_model_key(key)
+        except ValueError:
+            continue
+        if spec.family == "vgg16":
+            bases.append(spec)
+    return bases or [vgg_base()]
+
+
+def offered(key: str, known) -> bool:
+    """Whether the explorer offers model ``key``: one of ``known`` (configured or built models), a bigram variant,
+    or a VGG-16 key its controls compose — any layer, an h of :data:`PROJ_DIMS`, the seed and input size of a
+    known VGG model. A key from a link is checked here before anything is built: ``-px2048`` would allocate
+    gigabytes."""
+    try:
+        spec = parse_model_key(key)
+        known_keys = {canonical_key(k) for k in known if valid_key(k)}
+    except ValueError:
+        return False
+    if canonical_key(key) in known_keys or spec.family == "bigram":
+        return True
+    if spec.family != "vgg16":
+        return False
+    size = spec.image_size or DEFAULT_IMAGE_SIZE
+    return any(spec.seed == (base.seed or 0) and size == (base.image_size or DEFAULT_IMAGE_SIZE)
+               and spec.proj_dim in {*PROJ_DIMS, base.proj_dim} for base in _vgg_bases(known))
+
+
+def offered_text(known) -> str:
+    """What :func:`offered` accepts, in words, for a message that refuses another key."""
+    listed = ", ".join(dict.fromkeys(k for k in (valid_key(k) for k in known) if k))
+    variants = sorted({(base.seed or 0, base.image_size or DEFAULT_IMAGE_SIZE) for base in _vgg_bases(known)})
+    vgg = " or ".join(f"seed {seed} at {size} px" for seed, size in variants)
+    return (f"{listed + ' and their' if listed else 'the'} variants in the model controls: VGG-16 (vgg16-… or "
+            f"vgg16in-…) at layer {', '.join(map(str, VGG_LAYERS))} with h {', '.join(map(str, PROJ_DIMS))}, {vgg}, "
+            "with or without rotation/flip-max (-rot); the bigram network (bigram[-sums][-aligned][-rot])")
 
 
 def valid_key(key: str | None) -> str | None:
@@ -184,6 +229,7 @@ def valid_key(key: str | None) -> str | None:
         return None
 
 
-__all__ = ["BIGRAM", "FAMILIES", "VGG_LAYERS", "ModelChoice", "blocks_for", "choice_of", "encode_gamma",
-           "imagenet_available", "imagenet_help", "imagenet_weights_path", "model_label", "parse_gamma",
+__all__ = ["BIGRAM", "FAMILIES", "PROJ_DIMS", "VGG_LAYERS", "ModelChoice", "blocks_for", "choice_of", "encode_gamma",
+           "imagenet_available", "imagenet_help", "imagenet_weights_path", "model_label", "offered", "offered_text",
+           "parse_gamma",
            "schedule_from_blocks", "valid_key", "vgg_base", "with_proj_dim"]

@@ -13,6 +13,7 @@ from explorer import config, data, links
 from explorer.choices import (
     BIGRAM,
     FAMILIES,
+    PROJ_DIMS,
     ModelChoice,
     blocks_for,
     choice_of,
@@ -25,7 +26,6 @@ from explorer.choices import (
 )
 
 GAMMA_MODES = {"default": "Paper's per-block schedule", "global": "One global γ", "blocks": "Per-block sliders"}
-PROJ_DIMS = (8, 16, 32, 50, 100, 200)
 
 
 def model_picker(prefix: str, link_model: str | None, label: str = "Model", with_h: bool = False,

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from explorer import links
 from explorer.choices import encode_gamma, parse_gamma
 from explorer.resources import corpus
 
@@ -25,6 +26,23 @@ FILTER_NAMES = ("kind", "book", "year_min", "year_max", "place", "printer")
 def clean_filters(filters: dict) -> dict:
     """Only the filters that are set."""
     return {k: v for k, v in filters.items() if k in FILTER_NAMES and v not in (None, "", "any")}
+
+
+def no_such_item(value) -> Exception:
+    """The corpus' "no item with id …" error for an id that can name no item (negative, too large, not a number):
+    such ids from links or widgets get the same message as a whole number the corpus does not hold."""
+    from corpus_index.corpus import ItemNotFoundError
+
+    return ItemNotFoundError(f"no item with id {value} in the corpus at {corpus().root}")
+
+
+def item(value) -> dict:
+    """One item's metadata for an id typed or linked by the user; raises ItemNotFoundError for any id that names
+    no item (before SQLite sees it: a 23-digit id would overflow its integers)."""
+    number = links.item_id(value)
+    if number is None:
+        raise no_such_item(value)
+    return corpus().item(number)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -12,44 +12,84 @@ from urllib.parse import parse_qsl, urlencode
 
 import streamlit as st
 
-from explorer.choices import encode_gamma, parse_gamma, valid_key
+from explorer import config, resources
+from explorer.choices import encode_gamma, offered, offered_text, parse_gamma, valid_key
 
 PAGES = {"corpus": "app_pages/corpus.py", "neighbours": "app_pages/neighbours.py",
          "explain": "app_pages/explain.py", "compare": "app_pages/compare.py",
          "invariance": "app_pages/invariance.py", "add": "app_pages/add_scans.py"}
 
 
-def _int(text: str | None) -> int | None:
+MAX_ID = 2**53 - 1  # the largest whole number a number widget holds exactly (and far above any item id)
+
+
+def item_id(text: Any) -> int | None:
+    """The item id ``text`` stands for, or None when it can name no item (not a whole number, negative, or too
+    large — ``99999999999999999999999`` would overflow the database's 64-bit integers)."""
     try:
-        return int(text) if text not in (None, "") else None
+        number = int(str(text).strip())
     except ValueError:
         return None
+    return number if 0 <= number <= MAX_ID else None
+
+
+def _pair_parts(text: str | None) -> tuple[str, str] | None:
+    first, dash, second = (text or "").strip().partition("-")
+    return (first, second) if dash and first.isdigit() and second.isdigit() else None
 
 
 def parse_pair(text: str | None) -> tuple[int, int] | None:
-    """``"12-34"`` -> (12, 34); None when missing or malformed."""
-    if not text or "-" not in text:
+    """``"12-34"`` -> (12, 34); None when missing, malformed or naming an impossible id."""
+    parts = _pair_parts(text)
+    if parts is None:
         return None
-    first, _, second = text.partition("-")
-    a, b = _int(first), _int(second)
+    a, b = item_id(parts[0]), item_id(parts[1])
     return (a, b) if a is not None and b is not None else None
 
 
+def known_models() -> tuple[str, ...]:
+    """Model keys the explorer knows: the configured ones and those with a built index."""
+    try:
+        built = tuple(resources.corpus().models())
+    except Exception:  # no corpus open yet: the configured models still count
+        built = ()
+    return (config.default_model(), *config.demo_models(), *built)
+
+
+def _model(text: str | None, problems: list[str]) -> str | None:
+    """The canonical model key of the link, or None (with the reason in ``problems``) when it is malformed or
+    not offered: checked before any page builds a model from it."""
+    if not text:
+        return None
+    key, known = valid_key(text), known_models()
+    if key is None or not offered(key, known):
+        problems.append(f"model {text!r} is not one this explorer offers; it offers {offered_text(known)}")
+        return None
+    return key
+
+
 def read() -> dict[str, Any]:
-    """The link's values, validated: item (int), pair ((int, int)), model (canonical key), gamma, problems."""
+    """The link's values, validated: item (int), pair ((int, int)), model (canonical key), gamma, problems.
+
+    ``unknown_item`` holds an id from the link that can name no item (``-1``, ``abc``, a number too large for
+    the database); pages report it as "no item with id …", like any other id the corpus does not hold.
+    """
     params = st.query_params
-    link: dict[str, Any] = {"item": _int(params.get("item")), "pair": parse_pair(params.get("pair")),
-                            "model": valid_key(params.get("model")), "gamma": None, "problems": []}
-    if params.get("item") and link["item"] is None:
-        link["problems"].append(f"item {params.get('item')!r} is not a whole number")
-    if params.get("pair") and link["pair"] is None:
-        link["problems"].append(f"pair {params.get('pair')!r} is not of the form 12-34")
-    if params.get("model") and link["model"] is None:
-        link["problems"].append(f"model {params.get('model')!r} is not a known model key")
+    problems: list[str] = []
+    link: dict[str, Any] = {"item": None, "pair": parse_pair(params.get("pair")), "unknown_item": None,
+                            "model": _model(params.get("model"), problems), "gamma": None, "problems": problems}
+    if params.get("item"):
+        link["item"] = item_id(params.get("item"))
+        link["unknown_item"] = None if link["item"] is not None else params.get("item")
+    parts = _pair_parts(params.get("pair"))
+    if params.get("pair") and parts is None:
+        problems.append(f"pair {params.get('pair')!r} is not of the form 12-34")
+    elif parts is not None and link["pair"] is None:
+        link["unknown_item"] = next(p for p in parts if item_id(p) is None)
     try:
         link["gamma"] = parse_gamma(params.get("gamma"))
     except ValueError as error:
-        link["problems"].append(str(error))
+        problems.append(str(error))
     return link
 
 

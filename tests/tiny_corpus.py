@@ -77,3 +77,54 @@ def make_corpus(tmp_path: Path, per_book: int = 3, seed: int = 0) -> Corpus:
     report = corpus.ingest_folder(source, source / "metadata.csv")
     assert len(report.added) == len(BOOKS) * per_book, report.summary()
     return corpus
+
+
+# -- a corpus with missing metadata ----------------------------------------------------------------------------
+SPARSE_FIELDS = ("year", "book", "title", "place", "printer", "page", "kind")
+FORMULA_TITLE = '=HYPERLINK("x")'
+
+
+def _sparse_rows() -> list[dict]:
+    """The items of :func:`make_sparse_corpus` as add_item fields, each with a ``label`` naming what it lacks."""
+    def complete(number: int, label: str) -> dict:
+        return {"label": label, "kind": "table" if number % 2 else "woodcut", "group": f"g{number % 2}",
+                "book": f"s{number}", "title": f"Title {label}", "author": "Author", "printer": f"Printer {label}",
+                "place": f"Place {label}", "year": 1500 + 10 * number, "page": number + 1}
+
+    rows = [complete(0, "complete-0"), complete(1, "complete-1")]
+    for number, name in enumerate(SPARSE_FIELDS, start=2):
+        row = complete(number, f"no-{name}")
+        row[name] = None
+        if name == "book":  # title, printer, place and year describe the book: no book, none of them either
+            row.update(title=None, author=None, printer=None, place=None, year=None)
+        rows.append(row)
+    rows.append({"label": "no-metadata"})  # a scan added without a CSV row and outside any book folder
+    formula = complete(len(rows), "formula")
+    formula["title"] = FORMULA_TITLE
+    rows.append(formula)
+    return rows
+
+
+def make_sparse_corpus(folder: Path, seed: int = 0) -> Corpus:
+    """A corpus under ``folder/root`` whose items lack metadata: one item per field of :data:`SPARSE_FIELDS`
+    lacking that field (label ``no-<field>``), one lacking everything (``no-metadata``), two complete items
+    (``complete-0``, ``complete-1``) and one complete item titled :data:`FORMULA_TITLE` (``formula``).
+
+    Images are 40×52 noise PNGs in ``folder/images``; each item has its own book, so a missing book field is
+    missing for that item only. Missing values are stored as NULL, as an ingest without a CSV stores them.
+    """
+    from corpus_index.images import open_validated, sha256_file, write_thumbnail
+
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    corpus = Corpus.open(folder / "root", create=True)
+    for row in _sparse_rows():
+        path = folder / "images" / f"{row['label']}.png"
+        Image.fromarray((rng.random((52, 40, 3)) * 255).astype("uint8")).save(path)
+        digest = sha256_file(path)
+        image = open_validated(path)
+        thumb = write_thumbnail(corpus.root, image, digest, None)
+        fields = {k: v for k, v in row.items() if v is not None}
+        corpus.store.add_item(hash=digest, source=str(path), path=str(path), width=image.width,
+                              height=image.height, thumb=thumb, **fields)
+    return corpus
