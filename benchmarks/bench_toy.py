@@ -4,17 +4,24 @@ Trains (or loads) the toy network of :mod:`benchmarks.toy_model`, explains many 
 Curvature, Hessian × Product and BiLRP over a range of γ, and measures the average cosine similarity (ACS) of
 each method's 6×6 digit-pair matrix with the ground truth of matching digits. Writes
 
-- ``benchmarks/results/toy_model.pt``  the trained weights, embedding and training record (reused unless
-  ``--retrain`` or the requested configuration differs),
+- ``benchmarks/results/toy_model.pt``  the trained weights, embedding and training record with the settings
+  it was trained with (reused unless ``--retrain`` or the requested settings differ),
 - ``benchmarks/results/toy_acs.csv``   method, gamma, acs, acs_std, n_pairs, final_mse,
-- ``benchmarks/results/toy_acs.png``   a Fig. 4-like panel of one pair and a Fig. 5-like ACS-vs-γ plot.
+- ``benchmarks/results/toy_acs.png``   a Fig. 4-like panel of one pair and a Fig. 5-like ACS-vs-γ plot,
+- ``benchmarks/results/toy.json``      the command, training settings, held-out MSE, date and ACS table that
+  the csv and png were made with.
 
+The flags' defaults are :func:`benchmarks.toy_model.training_defaults`, the settings of the shipped model.
 Run from the repository root: ``OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_toy [--retrain]``.
 """
 
 import argparse
 import csv
+import datetime
+import json
 import os
+import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -39,6 +46,10 @@ def _log(done, total, message):
     print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
 
 
+def _now():
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def _save_atomically(obj, path):
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -61,14 +72,16 @@ def load_or_train(path, config, retrain=False, progress=_log):
     path : Path
         Checkpoint file (``toy_model.pt``).
     config : dict
-        seed, steps, batch_size, lr: the saved model is reused only if it was trained with exactly these.
+        Keyword arguments of :func:`toy_model.train` (all of :func:`toy_model.training_defaults`' keys); the
+        saved model is reused only if it was trained with exactly these.
     retrain : bool
         Train even when a matching checkpoint exists.
 
     Returns
     -------
     (SimilarityModel, Tensor, dict)
-        The model in eval mode, the (10, 10) embeddings, and {config, final_mse, history, train_seconds}.
+        The model in eval mode, the (10, 10) embeddings, and {config, final_mse, history, train_seconds,
+        best_step, validation_mse, rollbacks, torch, date}, plus loaded_from when the checkpoint was reused.
     """
     model = toy_model.build_model(config["seed"])
     if path.exists() and not retrain:
@@ -76,14 +89,15 @@ def load_or_train(path, config, retrain=False, progress=_log):
         if saved["config"] == config:
             model.load_state_dict(saved["state_dict"])
             print(f"loaded {path} (trained with {config}); --retrain to train again", file=sys.stderr)
-            return model.eval(), saved["embeddings"], saved
+            return model.eval(), saved["embeddings"], {**saved, "loaded_from": str(path)}
         print(f"{path} was trained with {saved['config']}, not {config}: training again", file=sys.stderr)
     embeddings = toy_model.digit_embeddings(config["seed"])
     start = time.perf_counter()
-    history = toy_model.train(model, embeddings, steps=config["steps"], batch_size=config["batch_size"],
-                              lr=config["lr"], seed=config["seed"], progress=progress)
-    record = {"config": config, "state_dict": model.state_dict(), "embeddings": embeddings,
-              "history": history, "train_seconds": time.perf_counter() - start,
+    result = toy_model.train(model, embeddings, progress=progress, **config)
+    record = {"config": dict(config), "state_dict": model.state_dict(), "embeddings": embeddings,
+              "history": result["history"], "best_step": result["best_step"],
+              "validation_mse": result["validation_mse"], "rollbacks": result["rollbacks"],
+              "train_seconds": time.perf_counter() - start, "torch": str(torch.__version__), "date": _now(),
               "final_mse": held_out_mse(model, embeddings, config["seed"])}
     path.parent.mkdir(parents=True, exist_ok=True)
     _save_atomically(record, path)
@@ -150,6 +164,30 @@ def table_rows(cosines, final_mse):
     return rows
 
 
+def write_summary(path, command, record, rows, checks, trained):
+    """``toy.json``: how the csv and png beside it were made, and what they hold.
+
+    ``command`` is the command line of this run; ``trained`` whether it trained the model or loaded the
+    checkpoint (whose own settings and training date are under ``model``).
+    """
+    summary = {
+        "command": command,
+        "date": _now(),
+        "model": {"trained_by_this_command": trained, "config": record["config"],
+                  "held_out_mse": record["final_mse"], "held_out_pairs": MSE_PAIRS,
+                  **{key: record[key] for key in ("validation_mse", "best_step", "rollbacks", "train_seconds",
+                                                  "torch", "date") if key in record}},
+        "python": platform.python_version(), "torch": str(torch.__version__), "torch_threads": torch.get_num_threads(),
+        "n_pairs": rows[0]["n_pairs"], "prop1_max_err": checks["prop1_max_err"],
+        "prop2_max_err": checks["prop2_max_err"],
+        "acs": [{key: row[key] for key in ("method", "gamma", "acs", "acs_std")} for row in rows],
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return summary
+
+
 def write_csv(rows, path):
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as handle:
@@ -167,7 +205,7 @@ def example_pair(pairs):
     return pairs[0]
 
 
-def plot(rows, model, embeddings, pairs, path, final_mse):
+def plot(rows, model, embeddings, pairs, path, final_mse, caption=""):
     """Fig. 4-like row of 6×6 matrices for one pair (red > 0, blue < 0) above a Fig. 5-like ACS-vs-γ plot."""
     import matplotlib
 
@@ -214,6 +252,8 @@ def plot(rows, model, embeddings, pairs, path, final_mse):
     ax.set_title(f"ACS over {bilrp_rows[0]['n_pairs']} test pairs (network MSE {final_mse:.2g})", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
+    if caption:
+        fig.text(0.5, 0.0, caption, ha="center", va="top", fontsize=7, color="dimgrey", wrap=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -222,21 +262,36 @@ def _acs(rows, method):
     return next(r["acs"] for r in rows if r["method"] == method)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(argv=None):
+    """The command line; the training flags' defaults are :func:`toy_model.training_defaults`."""
+    default = toy_model.training_defaults()
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_toy", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--retrain", action="store_true", help="train even if results/toy_model.pt exists")
     parser.add_argument("--pairs", type=int, default=500, help="test pairs (each with ≥ 1 match)")
-    parser.add_argument("--steps", type=int, default=20000, help="Adam steps")
-    parser.add_argument("--batch-size", type=int, default=256, help="pairs per step")
-    parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate (cosine decay)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--steps", type=int, default=default["steps"], help="Adam steps")
+    parser.add_argument("--batch-size", type=int, default=default["batch_size"], help="pairs per step")
+    parser.add_argument("--lr", type=float, default=default["lr"], help="initial learning rate (cosine decay)")
+    parser.add_argument("--final-lr", type=float, default=default["final_lr"], help="learning rate at the end")
+    parser.add_argument("--every", type=int, default=default["every"],
+                        help="steps between validation checks (best state kept, rollback on a spike)")
+    parser.add_argument("--rollback-factor", type=float, default=default["rollback_factor"],
+                        help="roll back when the validation MSE exceeds this multiple of the best so far")
+    parser.add_argument("--seed", type=int, default=default["seed"],
                         help="seed of embedding, weights, training and test pairs")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
+    args.config = {name: getattr(args, name) for name in default}
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
     torch.set_num_threads(1)  # deterministic training, and the machine is shared
     args.out.mkdir(parents=True, exist_ok=True)
 
-    config = {"seed": args.seed, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr}
+    config = args.config
     model, embeddings, record = load_or_train(args.out / "toy_model.pt", config, args.retrain)
     final_mse = record["final_mse"]
     print(f"embedding mean cosine between digits: {toy_model.mean_cosine(embeddings):.2f}")
@@ -254,12 +309,16 @@ def main(argv=None):
           f"Prop. 1 max |ΣR − y| = {checks['prop1_max_err']:.2g}, "
           f"Prop. 2 max |BiLRP(γ=0) − H×P| = {checks['prop2_max_err']:.2g}")
     rows = table_rows(cosines, final_mse)
+    command = shlex.join(["python", "-m", "benchmarks.bench_toy", *argv])
     write_csv(rows, args.out / "toy_acs.csv")
-    plot(rows, model, embeddings, pairs, args.out / "toy_acs.png", final_mse)
+    write_summary(args.out / "toy.json", command, record, rows, checks, trained="loaded_from" not in record)
+    settings = ", ".join(f"{name}={value:g}" for name, value in record["config"].items())
+    plot(rows, model, embeddings, pairs, args.out / "toy_acs.png", final_mse,
+         caption=f"{command}  |  model trained with {settings}")
     print(f"\n{'method':<16}{'gamma':>7}{'ACS':>8}{'std':>8}{'pairs':>7}")
     for row in rows:
         print(f"{row['method']:<16}{row['gamma']!s:>7}{row['acs']:>8.3f}{row['acs_std']:>8.3f}{row['n_pairs']:>7}")
-    print(f"\nwrote {args.out / 'toy_acs.csv'} and {args.out / 'toy_acs.png'}")
+    print(f"\nwrote {args.out / 'toy_acs.csv'}, {args.out / 'toy_acs.png'} and {args.out / 'toy.json'}")
     return rows
 
 

@@ -1,6 +1,8 @@
 """Smoke tests of the Sec. 4 toy benchmark: ground truth, ACS, the toy network and a few training steps."""
 
 import csv
+import json
+import math
 
 import pytest
 import torch
@@ -70,13 +72,56 @@ def test_a_few_training_steps_reduce_the_error_and_are_deterministic():
     digits, digits2 = toy_model.sample_digits(500, generator), toy_model.sample_digits(500, generator)
     model = toy_model.build_model(seed=0)
     before = toy_model.pair_mse(model, emb, digits, digits2)
-    history = toy_model.train(model, emb, steps=60, batch_size=64, seed=0, every=30)
+    result = toy_model.train(model, emb, steps=60, batch_size=64, seed=0, every=30)
     after = toy_model.pair_mse(model, emb, digits, digits2)
-    assert [step for step, _ in history] == [30, 60]
+    assert [step for step, _, _ in result["history"]] == [30, 60]
+    assert result["rollbacks"] == [] and result["best_step"] == 60
     assert after < 0.5 * before
     again = toy_model.build_model(seed=0)
     toy_model.train(again, emb, steps=60, batch_size=64, seed=0, every=30)
     torch.testing.assert_close(again.state_dict(), model.state_dict())
+
+
+def test_a_diverging_run_rolls_back_and_returns_its_best_validated_state():
+    emb = toy_model.digit_embeddings(seed=0)
+    model = toy_model.build_model(seed=0)
+    validation = toy_model.validation_set(seed=0)
+    start = toy_model.pair_mse(model, emb, *validation)
+    # a learning rate far past the stable limit makes the loss explode (or go NaN) between checks
+    result = toy_model.train(model, emb, steps=40, batch_size=64, lr=3.0, final_lr=3.0, seed=0, every=10)
+    assert result["rollbacks"], result["history"]
+    final = toy_model.pair_mse(model, emb, *validation)
+    assert math.isfinite(final) and final == result["validation_mse"] <= start
+    assert all(not mse < final for _, _, mse in result["history"])  # the best state seen is the one returned
+    with pytest.raises(ValueError, match="rollback_factor"):
+        toy_model.train(model, emb, steps=1, rollback_factor=1.0)
+
+
+def test_the_defaults_live_in_train_and_the_flags_read_them():
+    defaults = toy_model.training_defaults()
+    assert set(defaults) == {"steps", "batch_size", "lr", "final_lr", "seed", "every", "rollback_factor"}
+    assert bench_toy.parse_args([]).config == defaults
+    assert bench_toy.parse_args(["--lr", "0.01"]).config == {**defaults, "lr": 0.01}
+
+
+def test_shipped_checkpoint_was_trained_with_the_defaults():
+    saved = torch.load(bench_toy.RESULTS / "toy_model.pt", weights_only=True)
+    # `python -m benchmarks.bench_toy --retrain` with no other flag reproduces the shipped model
+    assert saved["config"] == toy_model.training_defaults()
+    assert saved["final_mse"] < bench_toy.MSE_WARN
+
+
+def test_shipped_results_record_how_they_were_made():
+    with open(bench_toy.RESULTS / "toy.json") as handle:
+        summary = json.load(handle)
+    saved = torch.load(bench_toy.RESULTS / "toy_model.pt", weights_only=True)
+    assert summary["command"].startswith("python -m benchmarks.bench_toy")
+    assert summary["model"]["config"] == saved["config"]
+    assert summary["model"]["held_out_mse"] == pytest.approx(saved["final_mse"])
+    with open(bench_toy.RESULTS / "toy_acs.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["method"], r["gamma"], float(r["acs"])) for r in rows] == [
+        (r["method"], str(r["gamma"]), r["acs"]) for r in summary["acs"]]
 
 
 def test_test_pairs_all_have_a_match():
@@ -97,6 +142,11 @@ def test_benchmark_end_to_end_writes_csv_png_and_reuses_the_model(tmp_path):
         saved = list(csv.DictReader(handle))
     assert len(saved) == len(rows) and all(int(r["n_pairs"]) == 5 for r in saved)
     assert (tmp_path / "toy_acs.png").stat().st_size > 0
+    summary = json.loads((tmp_path / "toy.json").read_text())
+    assert summary["command"] == "python -m benchmarks.bench_toy " + " ".join(args)
+    assert summary["model"]["trained_by_this_command"]
+    assert summary["model"]["config"] == {**toy_model.training_defaults(), "steps": 20, "batch_size": 32}
     stamp = (tmp_path / "toy_model.pt").stat().st_mtime_ns
     bench_toy.main(args)  # same config: loads the checkpoint instead of training
     assert (tmp_path / "toy_model.pt").stat().st_mtime_ns == stamp
+    assert not json.loads((tmp_path / "toy.json").read_text())["model"]["trained_by_this_command"]
