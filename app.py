@@ -4,27 +4,17 @@
 demo corpus there, with a progress display. Pages are routed with ``st.navigation``; their URL paths
 (``/neighbours``, ``/explain`` …) and query parameters make deep links (see ``explorer/links.py``).
 
-The page files live in ``app_pages/``, not ``pages/``: Streamlit treats a ``pages/`` folder next to the entry
-point as an old-style (v1) multipage app on the first run of every session, so a deep link opened in a new tab
-would run its page file without this script (no first-start build, the file names as navigation).
+The page files live in ``pages/``; :mod:`explorer.shell` lists them (one registry for the navigation and
+the links) and hands a page run outside this script, a deep link opened first on a fresh server, over to it.
 """
 
 import time
 
 import streamlit as st
 
-from explorer import config, errors, links, resources
+from explorer import config, errors, links, resources, shell
 
 st.set_page_config(page_title="Sphaera similarity explorer", page_icon=":material/public:", layout="wide")
-
-PAGES = [
-    st.Page("app_pages/corpus.py", title="Corpus", icon=":material/photo_library:", default=True),  # served at /
-    st.Page("app_pages/neighbours.py", title="Neighbours", icon=":material/search:", url_path="neighbours"),
-    st.Page("app_pages/explain.py", title="Explain", icon=":material/conversion_path:", url_path="explain"),
-    st.Page("app_pages/compare.py", title="Compare models", icon=":material/compare:", url_path="compare"),
-    st.Page("app_pages/invariance.py", title="Invariance", icon=":material/360:", url_path="invariance"),
-    st.Page("app_pages/add_scans.py", title="Add scans", icon=":material/add_photo_alternate:", url_path="add"),
-]
 
 
 def _progress_display(title: str):
@@ -68,7 +58,7 @@ def ready_corpus():
     return state.corpus
 
 
-navigation = st.navigation(PAGES)
+navigation = st.navigation(list(shell.streamlit_pages().values()))
 corpus = None
 with errors.shown("Opening the corpus"):
     corpus = ready_corpus()
@@ -77,4 +67,4 @@ if corpus is None:
 links.follow()  # a button asked for another page: go there before running this one
 with st.sidebar:
     st.caption(f"Corpus: `{corpus.root}` · {corpus.count()} items")
-navigation.run()
+shell.run(navigation)

@@ -95,14 +95,14 @@ def server_side(root: Path, model: str, probe: dict) -> dict:
     for item in probe["items"]:
         at.query_params.clear()
         at.query_params.update({"item": str(item), "model": model})
-        at.switch_page("app_pages/neighbours.py")
+        at.switch_page("pages/neighbours.py")
         start = time.perf_counter()
         at.run()
         timings["neighbours_first_search_s"].append(round(time.perf_counter() - start, 3))
     for first, second in probe["pairs"]:
         at.query_params.clear()
         at.query_params.update({"pair": f"{first}-{second}", "model": model})
-        at.switch_page("app_pages/explain.py")
+        at.switch_page("pages/explain.py")
         start = time.perf_counter()
         at.run()  # both factors are on disk; this process has not explained anything yet (no st.cache_data)
         timings["explain_cached_factors_s"].append(round(time.perf_counter() - start, 3))

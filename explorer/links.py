@@ -14,11 +14,7 @@ import streamlit as st
 
 from explorer import config, resources
 from explorer.choices import encode_gamma, offered, offered_text, parse_gamma, valid_key
-
-PAGES = {"corpus": "app_pages/corpus.py", "neighbours": "app_pages/neighbours.py",
-         "explain": "app_pages/explain.py", "compare": "app_pages/compare.py",
-         "invariance": "app_pages/invariance.py", "add": "app_pages/add_scans.py"}
-
+from explorer.shell import FILES as PAGES
 
 MAX_ID = 2**53 - 1  # the largest whole number a number widget holds exactly (and far above any item id)
 

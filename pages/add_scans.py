@@ -8,7 +8,9 @@ from pathlib import Path
 import streamlit as st
 
 from corpus_index.images import write_bytes_atomic
-from explorer import errors, resources
+from explorer import errors, resources, shell
+
+shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
 corpus = resources.corpus()
 st.title("Add scans")

@@ -5,9 +5,11 @@ import math
 import plotly.express as px
 import streamlit as st
 
-from explorer import config, controls, data, errors, links, resources
+from explorer import config, controls, data, errors, links, resources, shell
 from explorer.captions import item_caption
 from explorer.choices import model_label
+
+shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
 corpus = resources.corpus()
 root = str(corpus.root)

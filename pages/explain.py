@@ -6,9 +6,11 @@ import streamlit as st
 
 from bilrp_core.render import draw_pair, heatmap, top_pairs, web_annotation
 from corpus_index.csv_export import csv_bytes
-from explorer import controls, data, errors, links, resources
+from explorer import controls, data, errors, links, resources, shell
 from explorer.captions import item_caption
 from explorer.choices import encode_gamma, model_label
+
+shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
 corpus = resources.corpus()
 root = str(corpus.root)

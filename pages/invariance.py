@@ -8,8 +8,10 @@ import streamlit as st
 
 from bilrp_core.invariance import invariance, local_band_mask, local_pairs, similarity_matrix
 from corpus_index.models import VGG_LAYERS
-from explorer import config, data, errors, links, resources
+from explorer import config, data, errors, links, resources, shell
 from explorer.choices import ModelChoice, imagenet_available, imagenet_help, model_label, vgg_base
+
+shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
 corpus = resources.corpus()
 root = str(corpus.root)

@@ -115,7 +115,7 @@ def test_neighbours_explain_button_opens_the_pair(app, demo_root):
     first = int(items["id"].iloc[0])
     app.query_params.update({"item": str(first), "model": MODEL})
     at = app.run()
-    at.switch_page("app_pages/neighbours.py").run()
+    at.switch_page("pages/neighbours.py").run()
     no_problems(at)
     at.toggle(key="nb_table").set_value(True).run()
     best = int(at.dataframe[0].value["id"].iloc[0])
@@ -129,7 +129,7 @@ def test_neighbours_of_an_uploaded_scan(app, demo_root):
     items = corpus_items(demo_root)
     path = Path(items["path"].iloc[0])  # scans are referenced in place by absolute path
     at = app.run()
-    at.switch_page("app_pages/neighbours.py").run()
+    at.switch_page("pages/neighbours.py").run()
     assert any("upload a scan" in i.value for i in at.info)
     at.sidebar.slider(key="nb_k").set_value(48).run()
     at.file_uploader(key="nb_upload").upload("scan.png", path.read_bytes(), "image/png").run()
@@ -152,7 +152,7 @@ def test_unbuilt_model_offers_to_build_its_index(app, demo_root):
     first = int(corpus_items(demo_root)["id"].iloc[0])
     app.query_params.update({"item": str(first), "model": OTHER_MODEL})
     at = app.run()
-    at.switch_page("app_pages/neighbours.py").run()
+    at.switch_page("pages/neighbours.py").run()
     no_problems(at)
     assert any("not built yet" in i.value for i in at.info) and not at.toggle
     at.button(key=f"build_{OTHER_MODEL}").click().run()
@@ -165,7 +165,7 @@ def test_explain_an_uploaded_scan(app, demo_root):
     items = corpus_items(demo_root)
     app.query_params.update({"model": MODEL})
     at = app.run()
-    at.switch_page("app_pages/neighbours.py").run()
+    at.switch_page("pages/neighbours.py").run()
     at.file_uploader(key="nb_upload").upload("scan.png", Path(items["path"].iloc[1]).read_bytes(), "image/png")
     at.run()
     target = int(items["id"].iloc[2])
@@ -181,7 +181,7 @@ def test_explain_page_numbers_and_gamma_controls(app, demo_root):
     ids = corpus_items(demo_root)["id"].astype(int).tolist()
     app.query_params.update({"pair": f"{ids[0]}-{ids[1]}", "model": MODEL})
     at = app.run()
-    at.switch_page("app_pages/explain.py").run()
+    at.switch_page("pages/explain.py").run()
     no_problems(at)
     score = float(metric(at, "Similarity"))
     total = float(metric(at, "Σ of the explanation"))
@@ -209,20 +209,20 @@ def test_explain_reads_gamma_from_the_link_and_reports_bad_links(app, demo_root)
     ids = corpus_items(demo_root)["id"].astype(int).tolist()
     app.query_params.update({"pair": f"{ids[0]}-{ids[2]}", "model": MODEL, "gamma": "0.5"})
     at = app.run()
-    at.switch_page("app_pages/explain.py").run()
+    at.switch_page("pages/explain.py").run()
     no_problems(at)
     assert at.radio(key="ex_gmode").value == "global" and at.slider(key="ex_gglobal").value == 0.5
     bad = AppTest.from_file(APP, default_timeout=TIMEOUT)
     bad.query_params.update({"pair": "abc", "model": "resnet"})
     bad.run()
-    bad.switch_page("app_pages/explain.py").run()
+    bad.switch_page("pages/explain.py").run()
     assert not bad.exception
     assert {w.value.split(":")[1].strip().split()[0] for w in bad.warning} >= {"pair", "model"}
     assert any("Open a pair" in i.value for i in bad.info)
     missing = AppTest.from_file(APP, default_timeout=TIMEOUT)
     missing.query_params.update({"pair": "99999-1", "model": MODEL})
     missing.run()
-    missing.switch_page("app_pages/explain.py").run()
+    missing.switch_page("pages/explain.py").run()
     assert not missing.exception and "no item with id 99999" in missing.error[0].value
 
 
@@ -230,7 +230,7 @@ def test_compare_page_two_models_and_gamma_strip(app, demo_root):
     ids = corpus_items(demo_root)["id"].astype(int).tolist()
     app.query_params.update({"pair": f"{ids[0]}-{ids[1]}", "model": MODEL})
     at = app.run()
-    at.switch_page("app_pages/compare.py").run()
+    at.switch_page("pages/compare.py").run()
     assert not at.exception
     # Side A starts on the bigram network: slow on whole pages, so it waits for a click (or says why it cannot).
     keys = {b.key for b in at.button}
@@ -257,13 +257,13 @@ def test_compare_page_two_models_and_gamma_strip(app, demo_root):
     bad = AppTest.from_file(APP, default_timeout=TIMEOUT)
     bad.query_params.update({"pair": "99999-1"})
     bad.run()
-    bad.switch_page("app_pages/compare.py").run()
+    bad.switch_page("pages/compare.py").run()
     assert not bad.exception and "no item with id 99999" in bad.error[0].value
 
 
 def test_invariance_page_computes_inv_per_layer(app, demo_root):
     at = app.run()
-    at.switch_page("app_pages/invariance.py").run()
+    at.switch_page("pages/invariance.py").run()
     no_problems(at)
     at.number_input(key="inv_groups").set_value(2).run()
     at.button(key="inv_go").click().run()
@@ -283,7 +283,7 @@ def test_add_scans_reports_what_was_skipped(app, demo_root):
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(5).integers(0, 255, (80, 60, 3), dtype=np.uint8)).save(buffer, "PNG")
     at = app.run()
-    at.switch_page("app_pages/add_scans.py").run()
+    at.switch_page("pages/add_scans.py").run()
     no_problems(at)
     assert at.button(key="add_scans_go").disabled
     at.file_uploader(key="add_files").set_value([("new page.png", buffer.getvalue(), "image/png"),
@@ -302,7 +302,7 @@ def test_add_scans_reports_what_was_skipped(app, demo_root):
 def test_add_a_iiif_manifest_reports_a_bad_manifest(app):
     bad = (Path(__file__).parent / "fixtures" / "iiif" / "malformed.json").read_bytes()
     at = app.run()
-    at.switch_page("app_pages/add_scans.py").run()
+    at.switch_page("pages/add_scans.py").run()
     at.file_uploader(key="add_manifest").upload("manifest.json", bad, "application/json").run()
     at.button(key="add_iiif_go").click().run()
     no_problems(at)

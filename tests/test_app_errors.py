@@ -63,7 +63,7 @@ def messages(at) -> list[str]:
 
 
 @pytest.mark.parametrize("key", [HUGE, LARGE])
-@pytest.mark.parametrize("path", ["app_pages/explain.py", "app_pages/neighbours.py", "app_pages/compare.py"])
+@pytest.mark.parametrize("path", ["pages/explain.py", "pages/neighbours.py", "pages/compare.py"])
 def test_a_model_the_app_does_not_offer_is_refused_before_anything_is_built(root, monkeypatch, built, path, key):
     at = page(root, monkeypatch, path, model=key, pair="1-2", item="1")
     assert not at.exception, [e.value for e in at.exception]
@@ -89,12 +89,12 @@ def test_offered_model_keys():
 
 @pytest.mark.parametrize("bad", ["-1", "99999999999999999999999", "abc"])
 def test_an_id_that_names_no_item_gets_the_no_such_item_message(root, monkeypatch, bad):
-    at = page(root, monkeypatch, "app_pages/neighbours.py", item=bad, model=MODEL)
+    at = page(root, monkeypatch, "pages/neighbours.py", item=bad, model=MODEL)
     assert not at.exception, [e.value for e in at.exception]
     # the words of a whole number the corpus does not hold (tests/test_app.py: "no item with id 99999")
     assert [e.value for e in at.error] == [f"Finding neighbours: no item with id {bad} in the corpus at {root}"]
     if bad.isdigit():  # a pair on Explain and Compare: the same words
-        for path in ("app_pages/explain.py", "app_pages/compare.py"):
+        for path in ("pages/explain.py", "pages/compare.py"):
             at = page(root, monkeypatch, path, pair=f"1-{bad}", model=MODEL)
             assert not at.exception, [e.value for e in at.exception]
             assert [e.value for e in at.error] == [f"Reading the pair: no item with id {bad} in the corpus at {root}"]
@@ -102,7 +102,7 @@ def test_an_id_that_names_no_item_gets_the_no_such_item_message(root, monkeypatc
 
 @pytest.mark.parametrize("gamma", ["nan", "inf", "-1", "2:nan"])
 def test_a_gamma_that_is_not_a_finite_number_at_least_zero_is_refused(root, monkeypatch, gamma):
-    at = page(root, monkeypatch, "app_pages/explain.py", pair="1-2", model=MODEL, gamma=gamma)
+    at = page(root, monkeypatch, "pages/explain.py", pair="1-2", model=MODEL, gamma=gamma)
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
     warning = next(w.value for w in at.warning if "γ" in w.value)
     assert f"{gamma!r} in the link is refused: γ must be a finite number ≥ 0" in warning
@@ -125,13 +125,13 @@ def png_header(width: int, height: int) -> bytes:
     ("huge.png", png_header(10000, 10000), "image too large: 10000"),
 ])
 def test_a_bad_upload_on_neighbours_reads_as_on_add_scans(root, monkeypatch, name, data, words):
-    add = page(root, monkeypatch, "app_pages/add_scans.py")
+    add = page(root, monkeypatch, "pages/add_scans.py")
     add.file_uploader(key="add_files").set_value([(name, data, "image/png")]).run()
     add.button(key="add_scans_go").click().run()
     assert not add.exception, [e.value for e in add.exception]
     reason = add.dataframe[0].value["reason"].iloc[0]
     assert words in reason and "decompression bomb" not in reason.lower()
-    at = page(root, monkeypatch, "app_pages/neighbours.py", model=MODEL)
+    at = page(root, monkeypatch, "pages/neighbours.py", model=MODEL)
     at.file_uploader(key="nb_upload").upload(name, data, "image/png").run()
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
@@ -153,9 +153,9 @@ def test_decompression_bomb_wording_becomes_plain_words():
 
 def test_no_page_writes_csv_without_defusing_formulas():
     """Every CSV download goes through corpus_index.csv_export.csv_bytes (see test_app_metadata for the data)."""
-    sources = [APP_DIR / "app.py", *sorted((APP_DIR / "app_pages").glob("*.py")),
+    sources = [APP_DIR / "app.py", *sorted((APP_DIR / "pages").glob("*.py")),
                *sorted((APP_DIR / "explorer").glob("*.py"))]
     writers = [path.name for path in sources if ".to_csv(" in path.read_text()]
     assert not writers
     downloads = [path.name for path in sources if '"text/csv"' in path.read_text()]
-    assert downloads and all("csv_bytes(" in (APP_DIR / "app_pages" / name).read_text() for name in downloads)
+    assert downloads and all("csv_bytes(" in (APP_DIR / "pages" / name).read_text() for name in downloads)

@@ -84,7 +84,7 @@ def test_corpus_and_invariance_pages(app, sparse):
         no_problems(at)
     at.sidebar.selectbox(key="corpus_kind").set_value("table").run()
     no_problems(at)
-    at.switch_page("app_pages/invariance.py").run()  # groups hold items with and without metadata
+    at.switch_page("pages/invariance.py").run()  # groups hold items with and without metadata
     no_problems(at)
     at.button(key="inv_go").click().run()
     no_problems(at)
@@ -99,7 +99,7 @@ def test_neighbours_of_items_with_and_without_metadata(app, sparse, label):
     ids = ids_by_label(items)
     app.query_params.update({"item": str(ids[label]), "model": MODEL})
     at = app.run()
-    at.switch_page("app_pages/neighbours.py").run()
+    at.switch_page("pages/neighbours.py").run()
     no_problems(at)
     query = items.set_index("label").loc[label]
     query_caption = next(c.value for c in at.caption if c.value.startswith(f"#{ids[label]} "))
@@ -121,7 +121,7 @@ def test_explain_and_compare_pairs_with_missing_metadata(app, sparse):
         at = AppTest.from_file(APP, default_timeout=TIMEOUT)
         at.query_params.update({"pair": pair, "model": MODEL})
         at.run()
-        at.switch_page("app_pages/explain.py").run()
+        at.switch_page("pages/explain.py").run()
         no_problems(at)
         header = next(m.value for m in at.markdown if m.value.startswith("**A:**"))
         assert f"#{ids[first]}" in header and f"#{ids[second]}" in header
@@ -131,7 +131,7 @@ def test_explain_and_compare_pairs_with_missing_metadata(app, sparse):
         compare = AppTest.from_file(APP, default_timeout=TIMEOUT)
         compare.query_params.update({"pair": pair, "model": MODEL})
         compare.run()
-        compare.switch_page("app_pages/compare.py").run()
+        compare.switch_page("pages/compare.py").run()
         assert not compare.exception, [e.value for e in compare.exception]
         assert not [e.value for e in compare.error if "bigram" not in e.value]  # bigram weights may be absent
         header = next(m.value for m in compare.markdown if m.value.startswith("**A:**"))
@@ -148,13 +148,13 @@ def test_add_scans_without_a_csv_then_every_page(app, sparse):
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(9).integers(0, 255, (50, 40, 3), dtype=np.uint8)).save(buffer, "PNG")
     at = app.run()
-    at.switch_page("app_pages/add_scans.py").run()
+    at.switch_page("pages/add_scans.py").run()
     at.file_uploader(key="add_files").set_value([("bare.png", buffer.getvalue(), "image/png")]).run()
     at.button(key="add_scans_go").click().run()
     no_problems(at)
     at.button(key="add_build").click().run()
     no_problems(at)
-    at.switch_page("app_pages/corpus.py").run()
+    at.switch_page("pages/corpus.py").run()
     no_problems(at)
 
 
@@ -171,7 +171,7 @@ def test_neighbours_csv_download_defuses_formulas(app, sparse, monkeypatch):
     ids = ids_by_label(sparse[1])
     app.query_params.update({"item": str(ids["complete-0"]), "model": MODEL})
     at = app.run()
-    at.switch_page("app_pages/neighbours.py").run()
+    at.switch_page("pages/neighbours.py").run()
     no_problems(at)
     csv = [data.decode() for mimetype, data in downloads if mimetype == "text/csv"]
     assert csv, downloads

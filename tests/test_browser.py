@@ -11,8 +11,9 @@ import pytest
 
 from tests.browser_helpers import CHROMIUM, REPO, launch_chromium, streamlit_server, wait_idle
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium is not installed "
-                                "(apt-get install chromium); the browser test needs it")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium is not installed "
+                                 "(apt-get install chromium); the browser test needs it")]
 MODEL = "vgg16-L5-h8-seed0-px64"
 ARTIFACTS = REPO / "test-artifacts"
 
