@@ -3,21 +3,26 @@
 Every command takes ``--help``. Errors a user can fix (unknown model key, missing root, unknown item id, bad
 file) print one line ``error: ...`` on stderr and exit with status 1 (2 for bad usage); an interrupted build
 (Ctrl-C) keeps its finished batches and exits with 130. Set ``CORPUS_INDEX_DEBUG=1`` to see tracebacks instead.
+
+Whatever can be checked before work starts is checked first (:mod:`corpus_index.cli_args`): gamma, item ids,
+years and counts when the arguments are parsed, output files (``--out``, ``--csv``) and the metadata CSV of an
+ingest before anything is computed or created. Every CSV written goes through :mod:`corpus_index.csv_export`, so
+it is safe to open in a spreadsheet.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from corpus_index.models import DEFAULT_MODEL_KEY, DEMO_MODEL_KEYS, canonical_key
+from corpus_index.cli_args import check_destination, count_arg, gamma_arg, item_id_arg, year_arg
+from corpus_index.models import DEFAULT_MODEL_KEY, DEMO_MODEL_KEYS, KEY_LIMITS, canonical_key
 
 EPILOG = ("model keys: vgg16-L{5,10,17,24,31}-h{H}-seed{S}[-px{SIZE}][-rot] (random weights), "
-          "vgg16in-... (ImageNet weights, if on disk), bigram[-rot]")
+          f"vgg16in-... (ImageNet weights, if on disk), bigram[-rot]; {KEY_LIMITS}")
 
 
 class ProgressPrinter:
@@ -45,29 +50,12 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-def _gamma(text: str | None):
-    """--gamma: a number (one gamma everywhere) or a JSON object {layer index: gamma}."""
-    if text is None:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        raise argparse.ArgumentTypeError(f"--gamma {text!r}: expected a number or JSON like '{{\"2\": 0.5}}'") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"--gamma {text!r}: expected a number or a JSON object")
-    return {int(k): float(v) for k, v in value.items()}
-
-
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters")
     group.add_argument("--kind", help="only items of this kind (e.g. table, woodcut)")
     group.add_argument("--book", help="only items of this book id")
-    group.add_argument("--year-min", type=int, help="only books printed in or after this year")
-    group.add_argument("--year-max", type=int, help="only books printed in or before this year")
+    group.add_argument("--year-min", type=year_arg, help="only books printed in or after this year")
+    group.add_argument("--year-max", type=year_arg, help="only books printed in or before this year")
     group.add_argument("--place", help="only books printed at this place")
     group.add_argument("--printer", help="only books by this printer")
     group.add_argument("--exclude-same-book", action="store_true", help="leave out the query item's own book")
@@ -99,43 +87,50 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--csv", help="metadata CSV (default: FOLDER/metadata.csv if present)")
     ingest.add_argument("--iiif", help="IIIF manifest: a file or an http(s) URL")
     ingest.add_argument("--max-size", type=int, default=1600, help="longest side of fetched IIIF images")
+    ingest.add_argument("--allow-private", action="store_true",
+                        help="let IIIF fetches reach local/private addresses (a local image server)")
+    ingest.add_argument("--fetch-timeout", type=float, default=30.0, help="seconds per IIIF fetch (default 30)")
+    ingest.add_argument("--max-image-mb", type=float, default=50.0, help="largest IIIF image response in MB")
 
     build = sub.add_parser("build", help="compute features and the FAISS index of a model", epilog=EPILOG)
     build.add_argument("--model", action="append", dest="models", required=True, metavar="KEY",
                        help="model key (repeatable), e.g. " + DEFAULT_MODEL_KEY)
     build.add_argument("--factors", action="store_true", help="also cache every item's BiLRP factors")
-    build.add_argument("--gamma", type=_gamma, help="gamma for --factors: a number or JSON {layer: gamma}")
-    build.add_argument("--pool", type=int, default=8, help="patch size of cached factors (default 8)")
+    build.add_argument("--gamma", type=gamma_arg, help="gamma for --factors: a number or JSON {layer: gamma}")
+    build.add_argument("--pool", type=count_arg(1024), default=8, help="patch size of cached factors (default 8)")
     build.add_argument("--engine", choices=["local", "ray"], default="local", help="in-process or Ray Data")
     build.add_argument("--address", help="Ray address: auto, ray://HOST:10001 or HOST:6379 (default: local Ray)")
     build.add_argument("--concurrency", type=int, default=2, help="Ray workers (default 2)")
-    build.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    build.add_argument("--batch-size", type=count_arg(4096), default=16, help="images per forward pass (default 16)")
     build.add_argument("--index-kind", choices=["flat", "hnsw", "ivfpq"], default="flat",
                        help="exact inner product (flat, default) or approximate (hnsw, ivfpq)")
 
     query = sub.add_parser("query", help="nearest neighbours of an item or an image", epilog=EPILOG)
     query.add_argument("--model", required=True, metavar="KEY", help="model key")
     target = query.add_mutually_exclusive_group(required=True)
-    target.add_argument("--item", type=int, help="query item id")
+    target.add_argument("--item", type=item_id_arg, help="query item id")
     target.add_argument("--image", help="query image file")
-    query.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
+    query.add_argument("-k", type=count_arg(10_000), default=10, help="number of neighbours (default 10)")
     query.add_argument("--csv", help="also write the table to this CSV file")
     _add_filters(query)
 
-    explain = sub.add_parser("explain", help="BiLRP explanation of a pair as PNG (and top patch pairs as CSV)")
+    explain = sub.add_parser("explain", help="BiLRP explanation of a pair as PNG (and top patch pairs as CSV)",
+                             epilog=EPILOG)
     explain.add_argument("--model", required=True, metavar="KEY", help="model key")
-    explain.add_argument("id1", type=int)
-    explain.add_argument("id2", type=int)
+    explain.add_argument("id1", type=item_id_arg)
+    explain.add_argument("id2", type=item_id_arg)
     explain.add_argument("--out", required=True, help="PNG file to write")
     explain.add_argument("--csv", help="CSV file of the strongest patch pairs")
-    explain.add_argument("--pairs", type=int, default=30, help="number of patch pairs drawn/listed (default 30)")
-    explain.add_argument("--gamma", type=_gamma, help="a number or JSON {layer: gamma} (default: model's)")
-    explain.add_argument("--pool", type=int, default=8, help="patch size in model-input pixels (default 8)")
+    explain.add_argument("--pairs", type=count_arg(10_000), default=30,
+                         help="number of patch pairs drawn/listed (default 30)")
+    explain.add_argument("--gamma", type=gamma_arg, help="a number or JSON {layer: gamma} (default: model's)")
+    explain.add_argument("--pool", type=count_arg(1024), default=8, help="patch size in model-input pixels (default 8)")
 
-    export = sub.add_parser("export", help="neighbours of every item (or some) with scores and metadata as CSV")
+    export = sub.add_parser("export", help="neighbours of every item (or some) with scores and metadata as CSV",
+                            epilog=EPILOG)
     export.add_argument("--model", required=True, metavar="KEY", help="model key")
-    export.add_argument("--items", type=int, nargs="+", help="query item ids (default: every item)")
-    export.add_argument("-k", type=int, default=10, help="neighbours per item (default 10)")
+    export.add_argument("--items", type=item_id_arg, nargs="+", help="query item ids (default: every item)")
+    export.add_argument("-k", type=count_arg(10_000), default=10, help="neighbours per item (default 10)")
     export.add_argument("--csv", required=True, help="CSV file to write ('-' for stdout)")
     _add_filters(export)
 
@@ -178,18 +173,58 @@ def cmd_demo(args) -> int:
 def cmd_ingest(args) -> int:
     if bool(args.folder) == bool(args.iiif):
         raise UsageError("ingest needs a FOLDER or --iiif MANIFEST (not both)")
+    if args.folder:  # a bad folder or metadata CSV is refused before a store is created for it
+        from corpus_index.ingest import check_folder_source
+
+        check_folder_source(args.folder, args.csv)
+    from corpus_index.store import DB_NAME
+
+    created = not (Path(args.root).expanduser() / DB_NAME).exists()
     corpus = _open(args, create=True)
-    progress = ProgressPrinter()
-    if args.iiif:
-        report = corpus.ingest_iiif(args.iiif, max_size=args.max_size, progress=progress)
-    else:
-        report = corpus.ingest_folder(args.folder, args.csv, progress=progress)
+    try:
+        report = _ingest(corpus, args)
+    except BaseException:
+        if created:
+            _discard_new_store(corpus)
+        raise
     print(report.summary())
     return 0
 
 
+def _discard_new_store(corpus) -> None:
+    """Remove the store this command created for an ingest that failed, if it is still empty (never a store
+    that existed before the command)."""
+    from corpus_index.store import DB_NAME
+
+    try:
+        if corpus.count():
+            return
+    except Exception:  # noqa: BLE001 - the ingest's own error is the one to report
+        return
+    corpus.close()
+    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", f".{DB_NAME}.create.lock"):
+        (corpus.root / name).unlink(missing_ok=True)
+
+
+def _ingest(corpus, args):
+    progress = ProgressPrinter()
+    if args.iiif:
+        report = corpus.ingest_iiif(args.iiif, max_size=args.max_size, progress=progress,
+                                    allow_private=args.allow_private, fetch_timeout=args.fetch_timeout,
+                                    max_image_bytes=int(args.max_image_mb * 1024 * 1024))
+    else:
+        report = corpus.ingest_folder(args.folder, args.csv, progress=progress)
+    return report
+
+
 def cmd_build(args) -> int:
     corpus = _open(args)
+    if args.factors and args.gamma is not None:  # a gamma the model cannot take fails now, not after the features
+        from corpus_index.factor_cache import resolve_schedule
+        from corpus_index.models import load_model
+
+        for key in args.models:
+            resolve_schedule(load_model(key), args.gamma)
     for key in args.models:
         report = corpus.build(key, batch_size=args.batch_size, progress=ProgressPrinter(), engine=args.engine,
                               address=args.address, index=args.index_kind, factors=args.factors,
@@ -199,6 +234,7 @@ def cmd_build(args) -> int:
 
 
 def cmd_query(args) -> int:
+    check_destination(args.csv, "--csv", "neighbours.csv")
     corpus = _open(args)
     if args.image and not Path(args.image).is_file():
         raise FileNotFoundError(f"query image {args.image} not found")
@@ -208,11 +244,13 @@ def cmd_query(args) -> int:
     if not frame.attrs.get("exact", True):
         print("note: approximate index; neighbours may be missed", file=sys.stderr)
     if args.csv:
-        frame.to_csv(args.csv, index=False)
+        _write_csv(frame, args.csv)
     return 0
 
 
 def cmd_explain(args) -> int:
+    check_destination(args.out, "--out", "pair.png")
+    check_destination(args.csv, "--csv", "pairs.csv")
     corpus = _open(args)
     explanation = corpus.explain(args.model, args.id1, args.id2, gamma=args.gamma, pool=args.pool)
     title = (f"{explanation.model_key}: items {args.id1} and {args.id2}, y = {explanation.score:.4g}, "
@@ -231,6 +269,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_export(args) -> int:
+    check_destination(args.csv, "--csv", "neighbours.csv")
     corpus = _open(args)
     table = corpus.export(args.model, item_ids=args.items, k=args.k, exclude_same_book=args.exclude_same_book,
                           index=args.index, progress=ProgressPrinter(), **_filters(args))
@@ -239,13 +278,12 @@ def cmd_export(args) -> int:
 
 
 def _write_csv(table, destination) -> None:
-    """Write a table as CSV to a file (creating its folder) or to standard output for "-"."""
-    if destination == "-":
-        table.to_csv(sys.stdout, index=False)
-        return
-    Path(destination).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(destination, index=False)
-    print(f"wrote {len(table)} rows to {destination}")
+    """Write a table as spreadsheet-safe CSV (:mod:`corpus_index.csv_export`) to a file or to stdout for "-"."""
+    from corpus_index.csv_export import write_csv
+
+    write_csv(table, destination)
+    if destination != "-":  # on stdout the CSV is the whole output
+        print(f"wrote {len(table)} rows to {destination}")
 
 
 def cmd_info(args) -> int:
@@ -253,7 +291,9 @@ def cmd_info(args) -> int:
     print(f"root: {corpus.root}")
     print(f"items: {corpus.count()}  books: {len(corpus.store.books())}")
     for key in corpus.models():
-        print(f"model {key}: {corpus.indexed_count(key)} items indexed")
+        # Reading the feature batches too: a damaged one is reported here, not at the next query.
+        print(f"model {key}: {corpus.indexed_count(key)} items indexed, {len(corpus.features(key).ids())} with "
+              "features")
     return 0
 
 
@@ -266,8 +306,14 @@ COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "build": cmd_build, "query":
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [FileNotFoundError, NotADirectoryError, KeyError, ValueError, TypeError,
-                                         PermissionError]
+    from corpus_index.corpus import StaleModelDataError
+    from corpus_index.integrity import DamagedFileError, StaleContentError
+    from corpus_index.store import SchemaVersionError  # and its CorpusDatabaseError
+
+    errors: list[type[BaseException]] = [FileNotFoundError, NotADirectoryError, IsADirectoryError, KeyError,
+                                         ValueError, TypeError,
+                                         PermissionError, DamagedFileError, StaleContentError, StaleModelDataError,
+                                         SchemaVersionError]
     try:
         import bilrp_core
 
@@ -300,4 +346,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
         print(f"error: {message}".splitlines()[0], file=sys.stderr)
+        return 1
+    except Exception as error:  # a bug or an unforeseen failure: still one line, the traceback on request
+        if os.environ.get("CORPUS_INDEX_DEBUG"):
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error}".splitlines()[0]
+              + " (set CORPUS_INDEX_DEBUG=1 to see where)", file=sys.stderr)
         return 1

@@ -3,14 +3,18 @@
 Scans come from outside: a file may be empty, truncated, not an image at all, or a decompression bomb (a
 small file that claims billions of pixels). :func:`open_validated` checks the header before decoding anything,
 decodes the whole image (so a truncated file fails here, not later in a feature build) and raises
-:class:`ImageRejected` whose message is the reason shown in ingest reports.
+:class:`ImageRejected` whose message is the reason shown in ingest reports, in plain words ("image too large:
+W×H pixels, limit N pixels", never Pillow's own wording). Animated GIFs and multi-page TIFFs give their first
+frame; the number of frames is kept in ``image.info["frames"]`` so that ingest reports can say so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +25,25 @@ from corpus_index.atomic import atomic_write
 
 DEFAULT_MAX_PIXELS = 60_000_000
 THUMB_SIZE = 256
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".gif", ".webp", ".bmp"})
 # Formats Pillow may try; anything else (e.g. a PDF or an SVG renamed .jpg) is "not an image".
 ALLOWED_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "JPEG2000", "GIF", "BMP")
 
 
 class ImageRejected(ValueError):
     """An image that cannot go into the corpus; ``str(error)`` is the reason shown in reports."""
+
+
+def _too_large(error: Exception, max_pixels: int) -> ImageRejected:
+    """Pillow's refusal of a huge image (its "decompression bomb" error), in plain words with our limit."""
+    claimed = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+    return ImageRejected(f"image too large: {size}, limit {_limit(max_pixels):,} pixels")
+
+
+def _limit(max_pixels: int) -> int:
+    """The pixel limit in force: ours, or Pillow's guard against decompression bombs if that is lower."""
+    return min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
@@ -74,7 +90,8 @@ def open_validated(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIX
     Raises
     ------
     ImageRejected
-        With the reason: empty file, not an image, decompression bomb, too large, truncated or corrupt.
+        With the reason: empty file, not an image, too large (more pixels than ``max_pixels`` or than Pillow's
+        limit against decompression bombs), truncated or corrupt.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -88,7 +105,7 @@ def open_validated(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIX
         try:
             image = Image.open(handle, formats=ALLOWED_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-            raise ImageRejected(f"decompression bomb refused: {error}") from None
+            raise _too_large(error, max_pixels) from None
         except UnidentifiedImageError:
             raise ImageRejected("not an image (unrecognised or unsupported format)") from None
         except Exception as error:  # Pillow raises many types on garbage headers
@@ -99,19 +116,19 @@ def open_validated(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIX
                 raise ImageRejected(f"image has no pixels ({width}x{height})")
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that (it raises above); we refuse both. The
             # check is ours rather than a warnings filter because warnings.catch_warnings is not thread-safe.
-            if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
-                raise ImageRejected(f"decompression bomb refused: {width}x{height} pixels exceed Pillow's "
-                                    f"limit of {Image.MAX_IMAGE_PIXELS}")
-            if width * height > max_pixels:
-                megapixels = width * height / 1e6
-                raise ImageRejected(f"image too large: {width}x{height} = {megapixels:.1f} MP exceeds the "
-                                    f"{max_pixels / 1e6:.1f} MP limit")
+            limit = _limit(max_pixels)
+            if width * height > limit:
+                raise ImageRejected(f"image too large: {width}×{height} pixels, limit {limit:,} pixels")
             try:
+                frames = int(getattr(image, "n_frames", 1) or 1)
+                image.seek(0)
                 image.load()
                 oriented = ImageOps.exif_transpose(image)
-                return to_rgb(oriented)
+                result = to_rgb(oriented)
+                result.info["frames"] = frames
+                return result
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-                raise ImageRejected(f"decompression bomb refused: {error}") from None
+                raise _too_large(error, max_pixels) from None
             except Exception as error:  # truncated data surfaces as OSError, SyntaxError, zlib.error, ...
                 raise ImageRejected(f"truncated or corrupt image ({type(error).__name__}: {error})") from None
 
@@ -131,7 +148,7 @@ def parse_region(value: Any) -> tuple[int, int, int, int] | None:
         numbers = [float(p) for p in parts]
     except (TypeError, ValueError):
         raise ValueError(f"bad region {value!r}: expected 'x,y,w,h' in whole pixels") from None
-    if len(numbers) != 4 or any(n != int(n) for n in numbers):
+    if len(numbers) != 4 or not all(math.isfinite(n) and n == int(n) and abs(n) < 2**31 for n in numbers):
         raise ValueError(f"bad region {value!r}: expected 'x,y,w,h' in whole pixels")
     x, y, w, h = (int(n) for n in numbers)
     if x < 0 or y < 0 or w <= 0 or h <= 0:

@@ -1,9 +1,15 @@
 """Ingest a folder of scans (with an optional metadata CSV) into a :class:`~corpus_index.store.Store`.
 
 Bad input never stops or corrupts an ingest: every file or CSV row that cannot go in is skipped and reported
-with its reason in the :class:`IngestReport`; everything else goes in. Scans are referenced in place (absolute
-path) and identified by the SHA-256 of their bytes plus their region, so re-ingesting adds nothing twice.
-Thumbnails go to ``ROOT/thumbs/``.
+with its reason in the :class:`IngestReport`; everything else goes in. A file named by a CSV row that cannot go
+in (a bad year, too many fields, a row the CSV reader cannot read) is skipped with that row: it is *not* then
+added by the folder walk with folder-derived metadata, so the report never says "skipped" about a file that went
+in. Only a bad CSV as a whole (missing, unreadable, no ``path`` column) stops an ingest, before anything is
+written; :func:`check_metadata_csv` checks that alone, so a caller can refuse before it creates a store.
+Animated GIFs and multi-page TIFFs go in with their first frame, and the report notes it.
+
+Scans are referenced in place (absolute path) and identified by the SHA-256 of their bytes plus their region,
+so re-ingesting adds nothing twice. Thumbnails go to ``ROOT/thumbs/``.
 
 The metadata CSV has the demo corpus columns ``path, kind, group, book, title, author, printer, place, year,
 page`` (``path`` relative to the CSV's folder), optionally ``label`` and ``region`` (``"x,y,w,h"`` for an item
@@ -14,7 +20,6 @@ that is a region of a page); other columns are kept in the items' ``extra`` meta
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import sqlite3
@@ -36,12 +41,20 @@ from corpus_index.images import (
     sha256_file,
     write_thumbnail,
 )
+from corpus_index.metadata_csv import (
+    CSV_COLUMNS,
+    PAGE_RANGE,
+    YEAR_RANGE,
+    RawLines,
+    check_metadata_csv,
+    header_names,
+    leading_field,
+    read_csv_text,
+    whole_number,
+)
 from corpus_index.store import Store, parse_region
 
 Progress = Callable[[int, int, str], None]
-CSV_COLUMNS = ("path", "kind", "group", "book", "title", "author", "printer", "place", "year", "page",
-               "label", "region")
-_WHOLE_NUMBER = re.compile(r"[+-]?\d+(?:\.0*)?")
 
 
 @dataclass
@@ -58,12 +71,15 @@ class IngestReport:
         Files (or regions) already in the store: (source, id of the existing item).
     skipped : list of (str, str)
         Files, CSV rows, canvases or manifests that did not go in: (source, reason).
+    notes : list of (str, str)
+        Files that went in with a remark, e.g. only the first frame of an animated GIF: (source, remark).
     """
 
     source: str = ""
     added: list[int] = field(default_factory=list)
     duplicates: list[tuple[str, int]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
     added_sources: list[str] = field(default_factory=list, repr=False)
 
     def record_added(self, source: str, item_id: int) -> None:
@@ -76,9 +92,14 @@ class IngestReport:
     def skip(self, source: str, reason: str) -> None:
         self.skipped.append((str(source), reason))
 
+    def note(self, source: str, remark: str) -> None:
+        self.notes.append((str(source), remark))
+
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per outcome: ``source``, ``status`` (added/duplicate/skipped), ``item_id``, ``reason``."""
-        rows = [(s, "added", i, None) for s, i in zip(self.added_sources, self.added, strict=True)]
+        """One row per outcome: ``source``, ``status`` (added/duplicate/skipped), ``item_id``, ``reason`` (for
+        added items, the remark of :attr:`notes` if there is one)."""
+        remarks = dict(self.notes)
+        rows = [(s, "added", i, remarks.get(s)) for s, i in zip(self.added_sources, self.added, strict=True)]
         rows += [(s, "duplicate", i, None) for s, i in self.duplicates]
         rows += [(s, "skipped", None, r) for s, r in self.skipped]
         frame = pd.DataFrame(rows, columns=["source", "status", "item_id", "reason"])
@@ -89,6 +110,10 @@ class IngestReport:
         """A short account for people, with the first ``max_reasons`` skipped files and their reasons."""
         lines = [f"{self.source}: {len(self.added)} added, {len(self.duplicates)} already present, "
                  f"{len(self.skipped)} skipped"]
+        for source, remark in self.notes[:max_reasons]:
+            lines.append(f"  note {source}: {remark}")
+        if len(self.notes) > max_reasons:
+            lines.append(f"  ... and {len(self.notes) - max_reasons} more notes")
         for source, reason in self.skipped[:max_reasons]:
             lines.append(f"  skipped {source}: {reason}")
         if len(self.skipped) > max_reasons:
@@ -113,14 +138,6 @@ def _natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _whole_number(value: str | None, name: str) -> int | None:
-    if value is None or not value.strip():
-        return None
-    if not _WHOLE_NUMBER.fullmatch(value.strip()):
-        raise ValueError(f"bad {name} {value.strip()!r} (expected a whole number)")
-    return int(float(value.strip()))
-
-
 def _inside(root: Path, candidate: Path) -> Path:
     """``candidate`` with symlinks resolved; ``ValueError`` (the reason) unless it lies inside ``root``."""
     try:
@@ -137,42 +154,36 @@ def _derived_book(root: Path, file: Path) -> str:
     return root.name if parent == root else parent.relative_to(root).as_posix()
 
 
-def _read_csv_text(csv_path: Path) -> str:
-    data = csv_path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Spreadsheets on Windows save cp1252; better readable accents than no ingest at all.
-        return data.decode("cp1252", errors="replace")
-
-
 def _tasks_from_csv(csv_path: Path, root: Path, report: IngestReport) -> tuple[list[_Task], set[Path]]:
-    """Tasks for the CSV's rows; bad rows go to ``report``. Also returns every file a row names (claimed)."""
-    reader = csv.reader(io.StringIO(_read_csv_text(csv_path), newline=""))
-    header = next(reader, None)
-    if not header:
-        raise ValueError(f"metadata CSV {csv_path} is empty")
-    names = [h.strip().lower() if h.strip().lower() in CSV_COLUMNS else h.strip() for h in header]
-    if "path" not in names:
-        raise ValueError(f"metadata CSV {csv_path} has no 'path' column (columns: {', '.join(header)})")
+    """Tasks for the CSV's rows; bad rows go to ``report``. Also returns every file a row names (claimed), even
+    when its row is bad, so that the folder walk does not add it with derived metadata."""
+    source = RawLines(read_csv_text(csv_path))
+    reader = csv.reader(source)
+    try:
+        header = next(reader, None)
+    except csv.Error as error:
+        raise ValueError(f"metadata CSV {csv_path} cannot be read as CSV ({error})") from None
+    names = header_names(header, csv_path)
     tasks, claimed = [], set()
-    line = 1
     while True:
-        line += 1
+        line = reader.line_num + 1  # where the row starts (a quoted field may span lines)
+        where = f"{csv_path.name} line {line}"
+        source.raw = []
         try:
             values = next(reader)
         except StopIteration:
             break
         except csv.Error as error:  # e.g. a field over the csv module's size limit
-            where = f"{csv_path.name} line {line}"
-            report.skip(where, f"{where}: unreadable row ({error})")
+            raw_path = (leading_field("".join(source.raw), names.index("path")) or "").strip()
+            _claim(raw_path, csv_path, root, claimed)
+            report.skip(raw_path or where, f"{where}: unreadable row ({error})")
             continue
         if not any(v.strip() for v in values):
             continue
-        where = f"{csv_path.name} line {line}"
         row = {name: (values[i].strip() if i < len(values) else "") for i, name in enumerate(names)}
         try:
             if len(values) > len(names):
+                _claim(row.get("path", ""), csv_path, root, claimed)
                 raise ValueError(f"{len(values)} fields but the header has {len(names)}")
             task = _row_task(row, csv_path, root, claimed)
         except (ValueError, OSError) as error:
@@ -182,6 +193,15 @@ def _tasks_from_csv(csv_path: Path, root: Path, report: IngestReport) -> tuple[l
     return tasks, claimed
 
 
+def _claim(raw_path: str, csv_path: Path, root: Path, claimed: set[Path]) -> None:
+    """Add the file a bad row names to ``claimed`` (if it names one inside ``root``), so it is not walked."""
+    try:
+        if raw_path:
+            claimed.add(_inside(root, Path(raw_path) if Path(raw_path).is_absolute() else csv_path.parent / raw_path))
+    except ValueError:  # outside the folder: the walk would not find it anyway
+        pass
+
+
 def _row_task(row: dict[str, str], csv_path: Path, root: Path, claimed: set[Path]) -> _Task:
     """The task of one CSV row; ``ValueError`` with the reason if the row cannot go in."""
     raw_path = row.get("path", "")
@@ -189,8 +209,8 @@ def _row_task(row: dict[str, str], csv_path: Path, root: Path, claimed: set[Path
         raise ValueError("missing path")
     file = _inside(root, Path(raw_path) if Path(raw_path).is_absolute() else csv_path.parent / raw_path)
     claimed.add(file)  # named by a row: never ingested with derived metadata, even if the row is bad
-    year = _whole_number(row.get("year"), "year")
-    page = _whole_number(row.get("page"), "page")
+    year = whole_number(row.get("year"), "year", YEAR_RANGE)
+    page = whole_number(row.get("page"), "page", PAGE_RANGE)
     region = parse_region(row.get("region"))
     if not file.exists():
         raise ValueError("file not found")
@@ -276,6 +296,30 @@ def add_image_item(store: Store, report: IngestReport, image, *, source: str, di
     return item_id
 
 
+def check_folder_source(folder: str | Path, metadata_csv: str | Path | None = None) -> tuple[Path, Path | None]:
+    """Check the parameters of :func:`ingest_folder` without writing anything; return the resolved folder and
+    the metadata CSV (``folder/metadata.csv`` by default, if it exists).
+
+    A caller that creates a store for the ingest calls this first, so a bad folder or CSV leaves no empty store.
+
+    Raises
+    ------
+    NotADirectoryError, FileNotFoundError, ValueError
+        As :func:`ingest_folder` (see :func:`corpus_index.metadata_csv.check_metadata_csv` for the CSV).
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise NotADirectoryError(f"ingest folder {folder} does not exist or is not a folder")
+    root = root.resolve()
+    if metadata_csv is not None:
+        csv_path = Path(metadata_csv).expanduser()
+    else:
+        csv_path = root / "metadata.csv" if (root / "metadata.csv").is_file() else None
+    if csv_path is not None:
+        check_metadata_csv(csv_path)
+    return root, csv_path
+
+
 def ingest_folder(store: Store, folder: str | Path, metadata_csv: str | Path | None = None,
                   progress: Progress | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                   thumb_size: int = THUMB_SIZE) -> IngestReport:
@@ -302,21 +346,13 @@ def ingest_folder(store: Store, folder: str | Path, metadata_csv: str | Path | N
     Raises
     ------
     NotADirectoryError, FileNotFoundError, ValueError
-        Only for bad parameters (no such folder or CSV, a CSV without a ``path`` column), before anything is
-        written. Bad files and rows are reported, never raised.
+        Only for bad parameters (no such folder or CSV, an unreadable CSV, a CSV without a ``path`` column),
+        before anything is written. Bad files and rows are reported, never raised: a row that cannot go in is
+        skipped together with the file it names (see the module docstring).
     """
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise NotADirectoryError(f"ingest folder {folder} does not exist or is not a folder")
-    root = root.resolve()
+    root, csv_path = check_folder_source(folder, metadata_csv)
     report = IngestReport(source=str(root))
-    if metadata_csv is not None:
-        csv_path = Path(metadata_csv).expanduser()
-        if not csv_path.is_file():
-            raise FileNotFoundError(f"metadata CSV {metadata_csv} not found")
-    else:
-        csv_path = root / "metadata.csv" if (root / "metadata.csv").is_file() else None
     tasks, claimed = _tasks_from_csv(csv_path.resolve(), root, report) if csv_path else ([], set())
     # Never ingest the corpus's own thumbnails (nor its root, when the root lies inside the folder).
     skip_dirs = {store.root / "thumbs"} | ({store.root} if store.root != root else set())
@@ -334,9 +370,14 @@ def ingest_folder(store: Store, folder: str | Path, metadata_csv: str | Path | N
                 if last_image[0] != task.file:
                     last_image = (None, None)  # let the previous page go before decoding the next one
                     last_image = (task.file, open_validated(task.file, max_pixels=max_pixels))
+                before = len(report.added)
                 add_image_item(store, report, last_image[1], source=task.origin, report_as=task.source,
                                digest=digest, path=str(task.file), region=task.region, fields=task.fields,
                                thumb_size=thumb_size)
+                frames = last_image[1].info.get("frames", 1)
+                if frames > 1 and len(report.added) > before:
+                    report.note(task.source, f"{frames} frames (animated or multi-page image): only the first "
+                                             "frame was added")
         except ImageRejected as error:
             report.skip(task.source, str(error))
         except sqlite3.Error:

@@ -16,6 +16,9 @@ A model key is the unit everything on disk is filed under (features, indexes, ca
 
 ``-px{size}`` is the model's input size in pixels (default 128, then left out of the canonical key); ``-rot``
 wraps the model in :class:`bilrp_core.RotationMax` (similarity = max over the 8 flips/rotations).
+
+Every number has bounds (:data:`MAX_IMAGE_SIZE`, :data:`MAX_PROJ_DIM`, :data:`MAX_SEED`): a key is a user's input,
+and a size or dimension without a limit lets one typo allocate more memory than the machine has.
 Examples: ``vgg16-L17-h100-seed0``, ``vgg16in-L31-h100-seed0-rot``, ``vgg16-L5-h8-seed0-px32``, ``bigram``.
 
 Other models (plug-ins, tests) are added with :func:`register_model`.
@@ -27,14 +30,21 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # parsing keys (and the command line's usage errors) must not wait for torch to import
+    import torch
 
 VGG_LAYERS = (5, 10, 17, 24, 31)
 DEFAULT_IMAGE_SIZE = 128
 DEFAULT_MODEL_KEY = "vgg16-L17-h100-seed0"
 # Built by `python -m corpus_index demo`: a general picture model (VGG-16) and a table model (bigram).
 DEMO_MODEL_KEYS = (DEFAULT_MODEL_KEY, "bigram")
+MAX_IMAGE_SIZE = 1024  # -px: the model input (and every factor and explanation map) grows with its square
+MAX_PROJ_DIM = 4096  # -h: features, indexes and cached factors grow with it
+MAX_SEED = 2**31 - 1
+#: The bounds in words, for ``--help`` and error messages.
+KEY_LIMITS = f"h from 1 to {MAX_PROJ_DIM}, seed from 0 to {MAX_SEED}, px a multiple of 32 from 32 to {MAX_IMAGE_SIZE}"
 
 _VGG_PATTERN = re.compile(
     r"^(?P<family>vgg16|vgg16in)-L(?P<layer>\d+)-h(?P<h>\d+)-seed(?P<seed>\d+)"
@@ -55,8 +65,9 @@ class UnknownModelKeyError(ValueError):
     def __init__(self, key: str, reason: str = ""):
         self.key = key
         detail = f" ({reason})" if reason else ""
+        shown = key if len(key) <= 80 else key[:77] + "..."  # a pasted page of text stays a one-line error
         super().__init__(
-            f"unknown model key {key!r}{detail}; expected e.g. 'vgg16-L17-h100-seed0' (random weights), "
+            f"unknown model key {shown!r}{detail}; expected e.g. 'vgg16-L17-h100-seed0' (random weights), "
             "'vgg16in-L17-h100-seed0' (ImageNet weights), optional '-px128' and '-rot' suffixes, or 'bigram' "
             "(optionally 'bigram-sums', 'bigram-aligned', and '-rot')"
         )
@@ -131,24 +142,32 @@ def parse_model_key(key: str) -> ModelSpec:
     match = _VGG_PATTERN.match(key)
     if not match:
         raise UnknownModelKeyError(key)
-    layer = int(match["layer"])
+    layer = int(match["layer"]) if len(match["layer"]) <= 20 else -1
     if layer not in VGG_LAYERS:
         raise UnknownModelKeyError(key, f"layer must be one of {', '.join(map(str, VGG_LAYERS))}")
-    proj_dim = int(match["h"])
-    if proj_dim < 1:
-        raise UnknownModelKeyError(key, "h must be at least 1")
-    size = int(match["size"]) if match["size"] else DEFAULT_IMAGE_SIZE
-    if size < 32 or size % 32:
+    proj_dim = _bounded(key, match["h"], "h", 1, MAX_PROJ_DIM)
+    seed = _bounded(key, match["seed"], "seed", 0, MAX_SEED)
+    size = _bounded(key, match["size"], "px", 32, MAX_IMAGE_SIZE) if match["size"] else DEFAULT_IMAGE_SIZE
+    if size % 32:
         raise UnknownModelKeyError(key, "the image size must be a multiple of 32 (VGG-16 pools 5 times)")
     return ModelSpec(
         family="vgg16",
         layer=layer,
         proj_dim=proj_dim,
-        seed=int(match["seed"]),
+        seed=seed,
         image_size=size,
         weights="imagenet" if match["family"] == "vgg16in" else None,
         rotation_max=bool(match["rot"]),
     )
+
+
+def _bounded(key: str, digits: str, name: str, low: int, high: int) -> int:
+    """The number ``digits`` of a key; :class:`UnknownModelKeyError` naming the bounds unless low ≤ it ≤ high."""
+    # Very long digit strings are out of range anyway (and int() refuses the longest ones with its own error).
+    value = int(digits) if len(digits) <= 20 else high + 1
+    if not low <= value <= high:
+        raise UnknownModelKeyError(key, f"{name} must be from {low} to {high}; limits: {KEY_LIMITS}")
+    return value
 
 
 def canonical_key(key: str) -> str:

@@ -7,17 +7,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
-from tiny_corpus import SMALL_VGG_KEY, write_source
+from tiny_corpus import SMALL_VGG_KEY, make_sparse_corpus, write_source
 
-from corpus_index.cli import main
+from corpus_index.cli import build_parser, main
+from corpus_index.models import UnknownModelKeyError, parse_model_key
 
 REPO = Path(__file__).resolve().parent.parent
+FORMULA = '=HYPERLINK("http://x","y")'  # a title a spreadsheet would run as a formula
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     base = tmp_path_factory.mktemp("cli")
     source = write_source(base / "source", per_book=2)
+    metadata = source / "metadata.csv"  # book b1's title and b2's printer would start formulas in a spreadsheet
+    metadata.write_text(metadata.read_text().replace("Title b1", '"=HYPERLINK(""http://x"",""y"")"')
+                        .replace(",Cavellat,", ",+cmd,"))
     root = base / "root"
     assert main(["--root", str(root), "ingest", str(source), "--csv", str(source / "metadata.csv")]) == 0
     assert main(["--root", str(root), "build", "--model", SMALL_VGG_KEY, "--batch-size", "3"]) == 0
@@ -125,3 +130,54 @@ def test_demo_generates_ingests_and_builds(tmp_path, capsys):
     assert (root / "demo-source" / "metadata.csv").is_file() and (root / "corpus.sqlite").is_file()
     added = int(out.split(" added")[0].rsplit(" ", 1)[-1])
     assert added > 0 and f"flat index holds {added} items" in out
+
+
+def test_csv_exports_are_safe_to_open_in_a_spreadsheet(root, tmp_path, capsys):
+    query_csv, export_csv = tmp_path / "query.csv", tmp_path / "export.csv"
+    assert run(root, "query", "--model", SMALL_VGG_KEY, "--item", "1", "-k", "7", "--csv", str(query_csv)) == 0
+    assert f"wrote 7 rows to {query_csv}" in capsys.readouterr().out
+    assert run(root, "export", "--model", SMALL_VGG_KEY, "-k", "7", "--csv", str(export_csv)) == 0
+    capsys.readouterr()
+    assert run(root, "export", "--model", SMALL_VGG_KEY, "--items", "1", "-k", "7", "--csv", "-") == 0
+    printed = capsys.readouterr().out
+    assert "'=HYPERLINK" in printed and "wrote" not in printed  # on stdout the CSV is the whole output
+    for path in (query_csv, export_csv):
+        table = pd.read_csv(path)
+        assert "'" + FORMULA in set(table["title"]) and FORMULA not in set(table["title"])
+        assert "'+cmd" in set(table["printer"])
+        for column in ("rank", "id", "score", "year", "page"):
+            assert pd.api.types.is_numeric_dtype(table[column]), (path.name, column)
+
+
+def test_every_verb_works_with_missing_metadata(tmp_path, capsys):
+    corpus = make_sparse_corpus(tmp_path)
+    root = corpus.root
+    ids = corpus.items()["id"].astype(int).tolist()
+    corpus.close()
+    assert run(root, "build", "--model", SMALL_VGG_KEY, "--batch-size", "8") == 0
+    for item_id in ids:
+        assert run(root, "query", "--model", SMALL_VGG_KEY, "--item", str(item_id), "-k", "3",
+                   "--exclude-same-book", "--csv", str(tmp_path / f"q{item_id}.csv")) == 0, item_id
+    assert run(root, "query", "--model", SMALL_VGG_KEY, "--item", str(ids[0]), "--year-min", "1500",
+               "--kind", "table", "--place", "Place complete-1") == 0
+    out = tmp_path / "all.csv"
+    assert run(root, "export", "--model", SMALL_VGG_KEY, "-k", "3", "--exclude-same-book", "--csv", str(out)) == 0
+    assert len(pd.read_csv(out)) == 3 * len(ids)
+    assert run(root, "explain", "--model", SMALL_VGG_KEY, str(ids[0]), str(ids[-2]), "--pool", "16",
+               "--out", str(tmp_path / "pair.png"), "--csv", str(tmp_path / "pairs.csv")) == 0
+    assert run(root, "info") == 0
+    assert "error" not in capsys.readouterr().err
+
+
+def test_model_keys_have_bounds_named_in_help_and_errors(capsys):
+    for key, message in [("vgg16-L5-h8-seed0-px2048", "px must be from 32 to 1024"),
+                         ("vgg16-L5-h5000-seed0", "h must be from 1 to 4096"),
+                         ("vgg16-L5-h8-seed99999999999", "seed must be from 0 to 2147483647"),
+                         ("vgg16-L5-h8-seed0-px" + "9" * 30, "px must be from 32 to 1024")]:
+        with pytest.raises(UnknownModelKeyError, match=message):
+            parse_model_key(key)
+    assert parse_model_key("vgg16-L5-h4096-seed2147483647-px1024").image_size == 1024
+    assert run(REPO / "nowhere", "query", "--model", "vgg16-L5-h8-seed0-px2048", "--item", "1") == 1
+    assert "px must be from 32 to 1024" in capsys.readouterr().err
+    epilog = " ".join(build_parser().format_help().split())
+    assert "px a multiple of 32 from 32 to 1024" in epilog and "h from 1 to 4096" in epilog

@@ -12,6 +12,7 @@ from PIL import Image
 
 from corpus_index.images import ImageRejected, load_item_image, open_validated
 from corpus_index.ingest import IngestReport, ingest_folder
+from corpus_index.metadata_csv import check_metadata_csv
 from corpus_index.store import Store
 
 
@@ -135,8 +136,9 @@ def test_bad_input_is_reported_and_the_rest_goes_in(store, tmp_path):
     assert "empty file (0 bytes)" in reasons[str(folder / "empty.png")]
     assert "truncated or corrupt" in reasons[str(folder / "truncated.jpg")]
     assert "truncated or corrupt" in reasons[str(folder / "cut_header.png")]
-    assert "decompression bomb" in reasons[str(folder / "bomb.png")]
-    assert "too large: 300x300" in reasons[str(folder / "huge.png")]
+    assert "image too large: 10,000,000,000 pixels, limit" in reasons[str(folder / "bomb.png")]
+    assert not any("bomb" in reason for reason in reasons.values())  # plain words, not Pillow's
+    assert "image too large: 300×300 pixels, limit 50,000 pixels" in reasons[str(folder / "huge.png")]
     assert "outside the corpus folder" in reasons[str(folder / "link_out.png")]
     assert "cannot be resolved" in reasons[str(folder / "loop.png")]
     assert "bad year 'MDXL'" in reasons["rows/bad_year.png"]
@@ -170,7 +172,7 @@ def test_pillow_bomb_warning_is_a_skip(store, tmp_path, monkeypatch):
     _image(folder / "a.png", size=(40, 30))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     report = ingest_folder(store, folder)
-    assert report.added == [] and "decompression bomb" in report.skipped[0][1]
+    assert report.added == [] and report.skipped[0][1] == "image too large: 40×30 pixels, limit 1,000 pixels"
 
 
 def test_parameter_errors_raise_before_writing(store, tmp_path):
@@ -245,3 +247,61 @@ def test_demo_corpus_ingest(store, tmp_path):
     assert set(store.distinct("kind")) == {row["kind"] for row in rows}
     again = ingest_folder(store, out)
     assert again.added == [] and len(again.duplicates) == len(rows)
+
+
+def test_a_broken_row_skips_its_file_and_the_walk_does_not_add_it(store, tmp_path):
+    # The rule: a file whose only row cannot go in is skipped with it, never added with folder-derived metadata.
+    folder = tmp_path / "scans"
+    for name, colour in [("good", 1), ("surplus", 2), ("huge_field", 3), ("big_year", 4), ("big_region", 5)]:
+        _image(folder / f"{name}.png", colour=(colour, colour, colour))
+    big = "x" * 200_000  # over the csv module's field size limit
+    _write_csv(folder / "metadata.csv", [
+        "good.png,table,,B,,,,,1540,1,,,",
+        "surplus.png,table,,B,,,,,1540,2,,,,,surplus field",
+        f"huge_field.png,table,,B,{big},,,,1540,3,,,",
+        "big_year.png,table,,B,,,,,100000000000000000000000,4,,,",
+        "big_region.png,table,,B,,,,,1540,5,,,\"1e400,0,1,1\"",
+    ])
+    report = ingest_folder(store, folder)
+    reasons = dict(report.skipped)
+    assert "15 fields but the header has 13" in reasons["surplus.png"]
+    assert "metadata.csv line 4: unreadable row" in reasons["huge_field.png"]
+    assert ("metadata.csv line 5: year 100000000000000000000000 is not a year (expected a whole number from "
+            "-9999 to 9999)") == reasons["big_year.png"]
+    assert "bad region" in reasons["big_region.png"]
+    assert len(report.skipped) == 4 and len(report.added) == 1
+    assert [Path(p).name for p in store.query_items()["path"]] == ["good.png"]
+
+
+def test_animated_gif_and_multipage_tiff_go_in_with_a_note(store, tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    frames = [Image.new("RGB", (20, 16), (40 * i, 10, 10)) for i in range(3)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    frames[0].save(folder / "pages.tif", save_all=True, append_images=frames[1:2])
+    _image(folder / "still.gif", colour=(9, 90, 9), fmt="GIF")
+    report = ingest_folder(store, folder)
+    assert len(report.added) == 3 and report.skipped == []
+    notes = dict(report.notes)
+    assert "3 frames" in notes[str(folder / "anim.gif")] and "first frame" in notes[str(folder / "anim.gif")]
+    assert "2 frames" in notes[str(folder / "pages.tif")] and str(folder / "still.gif") not in notes
+    assert "note " in report.summary() and "3 frames" in report.summary()
+    frame = report.to_dataframe().set_index("source")
+    assert "first frame" in frame.loc[str(folder / "anim.gif"), "reason"]
+    assert load_item_image(store.get_item(report.added[0])["path"]).size == (20, 16)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("path;year\na.png;1540\n", "looks like a ';'-separated file"),
+    ("path\tyear\na.png\t1540\n", "looks like a tab-separated file"),
+    ("path," + "x" * 200_000 + "\na.png,1540\n", "cannot be read as CSV"),
+])
+def test_bad_csv_as_a_whole_is_one_clear_error(store, tmp_path, text, message):
+    folder = tmp_path / "scans"
+    _image(folder / "a.png")
+    (folder / "metadata.csv").write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        ingest_folder(store, folder)
+    with pytest.raises(ValueError, match=message):
+        check_metadata_csv(folder / "metadata.csv")
+    assert store.count_items() == 0
