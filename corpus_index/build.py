@@ -8,7 +8,7 @@ not computed from its current content (hash and region). The index is synced wit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,12 +19,12 @@ from corpus_index.faiss_index import VectorIndex, expand_rows
 from corpus_index.features import FeatureReport, build_features, iter_local_batches
 from corpus_index.model_stamp import is_stale, set_aside, write_stamp
 from corpus_index.models import canonical_key, load_model, transform_count
+from corpus_index.progress import Progress
 from corpus_index.rehash import refresh_hashes
 
 if TYPE_CHECKING:
     from corpus_index.corpus import Corpus
 
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass

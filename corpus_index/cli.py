@@ -15,39 +15,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 from corpus_index.cli_args import check_destination, count_arg, gamma_arg, item_id_arg, year_arg
 from corpus_index.models import DEFAULT_MODEL_KEY, DEMO_MODEL_KEYS, KEY_LIMITS, canonical_key
+from corpus_index.progress import ProgressPrinter
 
 EPILOG = ("model keys: vgg16-L{5,10,17,24,31}-h{H}-seed{S}[-px{SIZE}][-rot] (random weights), "
           f"vgg16in-... (ImageNet weights, if on disk), bigram[-rot]; {KEY_LIMITS}")
-
-
-class ProgressPrinter:
-    """A one-line progress bar on stderr (a line per update at most every few seconds when not a terminal)."""
-
-    def __init__(self, stream=None, interval: float = 2.0):
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.interval = interval
-        self._last = 0.0
-
-    def __call__(self, done: int, total: int, message: str) -> None:
-        now = time.monotonic()
-        finished = total > 0 and done >= total
-        if not self.tty and not finished and now - self._last < self.interval:
-            return
-        self._last = now
-        fraction = done / total if total else 1.0
-        bar = "#" * int(fraction * 30)
-        line = f"[{bar:<30}] {done}/{total} {message}"
-        if self.tty:
-            self.stream.write("\r" + line[:150].ljust(150) + ("\n" if finished else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
@@ -188,6 +163,12 @@ def cmd_ingest(args) -> int:
             _discard_new_store(corpus)
         raise
     print(report.summary())
+    if created and not report.added:  # e.g. a manifest that could not be read: no empty corpus is left behind
+        _discard_new_store(corpus)
+        reason = report.skipped[0][1] if report.skipped else "no scans found"
+        print(f"error: nothing was ingested, so no corpus was created at {corpus.root}: {reason}".splitlines()[0],
+              file=sys.stderr)
+        return 1
     return 0
 
 

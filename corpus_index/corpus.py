@@ -12,7 +12,7 @@ index) or computes the factors again, and a damaged file raises
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ from corpus_index.features import FeatureStore, compute_batch
 from corpus_index.integrity import StaleContentError, check_index  # noqa: F401 - StaleContentError is API
 from corpus_index.model_stamp import is_stale
 from corpus_index.models import canonical_key, key_transform_count, load_model, transform_count
+from corpus_index.progress import Progress
 from corpus_index.store import DB_NAME, Store
 
-Progress = Callable[[int, int, str], None]
 FILTERS = ("kind", "book", "year_min", "year_max", "place", "printer", "group")
 
 
@@ -153,6 +153,15 @@ class Corpus:
         if key not in self._feature_stores:
             self._feature_stores[key] = FeatureStore(self.root, key)
         return self._feature_stores[key]
+
+    def stored_vectors(self, model_key: str, item_ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stored φ ``(ids, vectors)`` of these items (default: all) that were computed from their current content.
+
+        Items whose stored features came from other content (a replaced scan, a reused id) are left out, like
+        items without features: a caller computes them or asks for a build, never uses them.
+        """
+        features = self.features(model_key)
+        return features.load(features.current_ids(self.store.content_tags(item_ids)))
 
     def index(self, model_key: str, kind: str | None = None) -> VectorIndex:
         """The index of a model key: ``kind``, or the exact one if built, else an approximate one."""

@@ -27,17 +27,17 @@ def export_neighbours(corpus: Corpus, model_key: str, item_ids: Sequence[int] | 
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     vector_index = corpus.index(model_key, index)
-    features = corpus.features(model_key)
     if item_ids is None:
-        query_ids, query_vectors = features.load()
+        query_ids, query_vectors = corpus.stored_vectors(model_key)
     else:
         wanted = [int(i) for i in item_ids]
         for item_id in wanted:
             corpus.item(item_id)  # unknown id -> ItemNotFoundError, before any work
-        query_ids, query_vectors = features.load(wanted)
+        query_ids, query_vectors = corpus.stored_vectors(model_key, wanted)
         missing = sorted(set(wanted) - set(query_ids.tolist()))
         if missing:
-            raise KeyError(f"items {missing[:10]} have no features for {model_key}; run build first")
+            raise KeyError(f"items {missing[:10]} have no features of their current scan for {model_key}; "
+                           f"run 'python -m corpus_index --root {corpus.root} build --model {model_key}' first")
     meta = corpus.store.query_items(ids=query_ids.tolist()) if len(query_ids) else corpus.store.query_items(ids=[])
     book_of = dict(zip(meta["id"].astype(int), meta["book"], strict=True))
     extra = 1

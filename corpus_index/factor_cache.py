@@ -34,8 +34,8 @@ from PIL import Image
 
 from corpus_index.atomic import atomic_write
 from corpus_index.integrity import READ_ERRORS, DamagedFileError, set_aside_file
+from corpus_index.progress import Progress
 
-Progress = Callable[[int, int, str], None]
 _TRAILER = b"#corpus-index content:"
 _FILE_NAME = re.compile(r"^(\d+)(?:-t(\d+))?\.npy$")
 

@@ -34,8 +34,8 @@ from PIL import Image
 from corpus_index.atomic import atomic_save_npz, file_lock
 from corpus_index.integrity import READ_ERRORS, DamagedFileError, StaleContentError, set_aside_file
 from corpus_index.models import embed
+from corpus_index.progress import Progress
 
-Progress = Callable[[int, int, str], None]
 ItemRow = tuple[int, str, str | None]  # (item id, absolute image path, region "x,y,w,h" or None)
 ImageLoader = Callable[[str, str | None], Image.Image]
 Batch = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]  # ids, vectors, skipped (id, reason)

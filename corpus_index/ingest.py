@@ -23,7 +23,6 @@ import csv
 import os
 import re
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,9 +51,8 @@ from corpus_index.metadata_csv import (
     read_csv_text,
     whole_number,
 )
+from corpus_index.progress import Progress
 from corpus_index.store import Store, parse_region
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass

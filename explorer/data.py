@@ -8,18 +8,17 @@ on disk by the Corpus, the pair matrix is one matrix product.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from corpus_index.progress import Progress
 from explorer import links
 from explorer.choices import encode_gamma, parse_gamma
 from explorer.resources import corpus
 
-Progress = Callable[[int, int, str], None]
 FILTER_NAMES = ("kind", "book", "year_min", "year_max", "place", "printer")
 
 
@@ -86,7 +85,7 @@ def image(root: str, item_id: int) -> Image.Image:
 @st.cache_data(show_spinner=False, max_entries=8)
 def feature_map(root: str, version: tuple, model_key: str) -> pd.DataFrame:
     """2-D PCA of the model's features (numpy SVD) joined with item metadata; empty if not built."""
-    ids, vectors = corpus().features(model_key).load()
+    ids, vectors = corpus().stored_vectors(model_key)
     if len(ids) < 2:
         return pd.DataFrame(columns=["id", "pc1", "pc2"])
     centred = vectors.astype(np.float64) - vectors.mean(axis=0)
@@ -164,7 +163,7 @@ def _computed_vector(root: str, model_key: str, item_id: int) -> np.ndarray:
 def item_vectors(model_key: str, item_ids, progress: Progress | None = None) -> np.ndarray:
     """φ of items (n, h): stored features where built, else computed for just these items (with progress)."""
     item_ids = [int(i) for i in item_ids]
-    ids, vectors = corpus().features(model_key).load(item_ids)
+    ids, vectors = corpus().stored_vectors(model_key, item_ids)
     found = dict(zip(ids.tolist(), vectors, strict=True))
     missing = [i for i in item_ids if i not in found]
     for number, item_id in enumerate(missing):

@@ -9,16 +9,14 @@ before an ingest or a build are never shown after it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
 
 from corpus_index.corpus import Corpus
+from corpus_index.progress import Progress
 from explorer import config
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass

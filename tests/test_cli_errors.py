@@ -199,3 +199,12 @@ def test_ingest_that_fails_removes_the_store_it_created(tmp_path, monkeypatch, c
     assert main(["--root", str(tmp_path / "fresh"), "ingest", str(source)]) == 1
     assert "the source vanished" in capsys.readouterr().err
     assert not list((tmp_path / "fresh").glob("corpus.sqlite*"))
+
+
+def test_ingest_of_an_unreadable_manifest_leaves_no_empty_store(tmp_path, capsys):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text("{ not json")
+    assert main(["--root", str(tmp_path / "fresh"), "ingest", "--iiif", str(manifest)]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was ingested" in err and "Traceback" not in err
+    assert not list((tmp_path / "fresh").glob("corpus.sqlite*"))

@@ -72,6 +72,24 @@ def test_lost_database_reingested_with_other_scans_is_recomputed(tmp_path):
 
 
 # -- (b) a scan replaced in place ---------------------------------------------------------------------------------
+def test_stored_vectors_leave_out_features_of_other_content(tmp_path):
+    """The corpus map and the explorer's φ lookups read stored_vectors: vectors of other scans never reach them."""
+    corpus = make_corpus(tmp_path)
+    corpus.build(TINY_KEY, batch_size=16)
+    ids, _ = corpus.stored_vectors(TINY_KEY)
+    assert len(ids) == 12
+    corpus.close()
+    drop_database(corpus.root)
+    other = write_source(tmp_path / "other", seed=1)
+    fresh = Corpus.open(corpus.root, create=True)
+    fresh.ingest_folder(other)
+    assert len(fresh.stored_vectors(TINY_KEY)[0]) == 0  # same ids, other pictures: nothing is current
+    assert len(fresh.stored_vectors(TINY_KEY, [1, 2])[0]) == 0
+    fresh.build(TINY_KEY, batch_size=16)
+    ids, vectors = fresh.stored_vectors(TINY_KEY, [2])
+    np.testing.assert_allclose(vectors[0], phi(fresh.image(2)), rtol=1e-5, atol=1e-6)
+
+
 def test_scan_replaced_in_place_is_recomputed(tmp_path):
     corpus = make_corpus(tmp_path)
     corpus.build(TINY_KEY, batch_size=16)
