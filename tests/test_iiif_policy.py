@@ -351,10 +351,13 @@ def test_cli_allow_private(server, tmp_path, capsys):
     server.body("/page.jpg", _image_bytes())
     manifest = _manifest(tmp_path, [f"{server.base}/page.jpg"])
     root = tmp_path / "root"
-    assert main(["--root", str(root), "ingest", "--iiif", str(manifest)]) == 0
-    assert "loopback" in capsys.readouterr().out and server.hits == []
+    # Nothing could be ingested into the store this command created: exit 1, and no empty corpus is left behind.
+    assert main(["--root", str(root), "ingest", "--iiif", str(manifest)]) == 1
+    out, err = capsys.readouterr()
+    assert "loopback" in out and "nothing was ingested" in err and server.hits == []
+    assert not (root / "corpus.sqlite").exists()
     assert main(["--root", str(root), "ingest", "--iiif", str(manifest), "--allow-private",
-                 "--fetch-timeout", "5", "--max-image-mb", "0.001"]) == 0
+                 "--fetch-timeout", "5", "--max-image-mb", "0.001"]) == 1
     assert "exceeds the limit of 1048 bytes" in capsys.readouterr().out
     assert main(["--root", str(root), "ingest", "--iiif", str(manifest), "--allow-private"]) == 0
     with Store(root) as store:
