@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from bilrp_core import bigram_network, relevance_factors
+from bilrp_core import BigramOptions, bigram_network, relevance_factors
 from corpus_index.synthetic import generate_corpus
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bigram_cost.json"
@@ -31,7 +31,7 @@ def main():
         generate_corpus(Path(tmp), books=2, seed=0)
         meta = pd.read_csv(Path(tmp) / "metadata.csv")
         paths = meta[meta.kind == "table"].path.tolist()[:args.pages]
-        for variant, model in (("aligned (h=200)", bigram_network(aligned=True)),
+        for variant, model in (("aligned (h=200)", bigram_network(BigramOptions(aligned=True))),
                                ("plain routing (default, h=100)", bigram_network())):
             for path in paths:
                 x = model.preprocess(Image.open(Path(tmp) / path))

@@ -148,7 +148,7 @@ def bench_explain(workdir: Path, quick: bool) -> dict:
         corpus.factors(VGG_KEY, item_id=other)
     corpus.factors(VGG_KEY, item_id=query)
     uncached = time.perf_counter() - start
-    from corpus_index import factor_cache as fc
+    from corpus_index import explanation as fc
 
     schedule = fc.resolve_schedule(model, None)
     times = []

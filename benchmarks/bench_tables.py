@@ -28,7 +28,8 @@ import torch
 from PIL import Image
 
 from bilrp_core import RotationMax, bigram_network, relevance_factors, vgg16_similarity
-from bilrp_core.bigram import DEFAULT_THRESHOLD, detect_digits, load_detector_weights, normalise_page
+from bilrp_core.bigram import DEFAULT_THRESHOLD, BigramOptions, detect_digits, load_detector_weights
+from bilrp_core.page_ink import normalise_page
 from corpus_index.synthetic import generate_corpus
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tables.json"
@@ -178,8 +179,9 @@ def main():
         groups = tables.group.to_numpy()
         retrieval = {"bigram": own["retrieval"]}
         results["detector"]["threshold"] = DEFAULT_THRESHOLD  # of the default bigram network
-        for name, model in [("bigram-no-threshold", bigram_network(threshold=0)),
-                            ("bigram-plain-sums", bigram_network(root=False)),  # the paper's φ, no square root
+        for name, model in [("bigram-no-threshold", bigram_network(BigramOptions(threshold=0))),
+                            # the paper's φ, no square root
+                            ("bigram-plain-sums", bigram_network(BigramOptions(sqrt=False))),
                             ("vgg16-L17-random", vgg16_similarity(17)),
                             ("vgg16-L31-random", vgg16_similarity(31))]:
             f = features(model, tables.path, root)
@@ -203,7 +205,8 @@ def main():
             # the default: the gradient rule through the min (a bigram's relevance to its weaker digit)
             "bigram-plain-routing": faithfulness(bigram, pairs, glyphs, root, 4, bigram_scale),
             # the same similarity with aligned pooling (first copy to the first digit, second to the second)
-            "bigram-aligned": faithfulness(bigram_network(aligned=True), pairs, glyphs, root, 4, bigram_scale),
+            "bigram-aligned": faithfulness(bigram_network(BigramOptions(aligned=True)), pairs, glyphs, root, 4,
+                                           bigram_scale),
             # 256 px, not 128: at 128 px a table's digits are 1-2 px tall and nothing could match them
             "vgg16-L17-random-256px": faithfulness(vgg16_similarity(17, image_size=256), pairs, glyphs, root, 4,
                                                    vgg_scale),

@@ -56,6 +56,31 @@ def _number(value):
     return value if math.isfinite(value) else None
 
 
+def _region(region_id, source, size, label, box) -> dict:
+    """A region of a scan: a ``SpecificResource`` with a media-fragment selector."""
+    return {"id": region_id, "type": "SpecificResource", "source": _resource(source, size, label),
+            "selector": {"type": "FragmentSelector", "conformsTo": MEDIA_FRAGMENTS, "value": _xywh(*box)}}
+
+
+def _linked_regions(rows, annotation_id, sources, sizes, labels):
+    """Per patch pair: a target region of the first scan, a body region of the second, and the link between them.
+
+    Returns (targets, bodies, links, units), ``units`` the pixel units the boxes were given in.
+    """
+    targets, bodies, links, units = [], [], [], set()
+    for number, row in enumerate(rows, start=1):
+        unit1, box1 = _boxes(row, 1)
+        unit2, box2 = _boxes(row, 2)
+        units.update({unit1[:4], unit2[:4]})
+        target_id, body_id = f"{annotation_id}#pair{number}-target", f"{annotation_id}#pair{number}-body"
+        targets.append(_region(target_id, sources[0], sizes[0], labels[0], box1))
+        bodies.append(_region(body_id, sources[1], sizes[1], labels[1], box2))
+        links.append({"rank": int(row.get("rank", number)), "relevance": _number(row["relevance"]),
+                      "share": _number(row["share"]) if "share" in row else None, "target": target_id,
+                      "body": body_id})
+    return targets, bodies, links, units
+
+
 def web_annotation(source1, source2, pairs, model_key, gamma, score, total=None, pool=None, sizes=None,
                    labels=None, annotation_id=None, created=None) -> dict:
     """A W3C Web Annotation (motivation ``linking``) of the evidence for a similarity.
@@ -97,21 +122,7 @@ def web_annotation(source1, source2, pairs, model_key, gamma, score, total=None,
     annotation_id = annotation_id or f"urn:uuid:{uuid.uuid4()}"
     sizes = sizes or (None, None)
     labels = labels or (None, None)
-    targets, bodies, links, units = [], [], [], set()
-    for number, row in enumerate(rows, start=1):
-        unit1, box1 = _boxes(row, 1)
-        unit2, box2 = _boxes(row, 2)
-        units.update({unit1[:4], unit2[:4]})
-        target_id, body_id = f"{annotation_id}#pair{number}-target", f"{annotation_id}#pair{number}-body"
-        targets.append({"id": target_id, "type": "SpecificResource", "source": _resource(source1, sizes[0], labels[0]),
-                        "selector": {"type": "FragmentSelector", "conformsTo": MEDIA_FRAGMENTS,
-                                     "value": _xywh(*box1)}})
-        bodies.append({"id": body_id, "type": "SpecificResource", "source": _resource(source2, sizes[1], labels[1]),
-                       "selector": {"type": "FragmentSelector", "conformsTo": MEDIA_FRAGMENTS,
-                                    "value": _xywh(*box2)}})
-        links.append({"rank": int(row.get("rank", number)), "relevance": _number(row["relevance"]),
-                      "share": _number(row["share"]) if "share" in row else None, "target": target_id,
-                      "body": body_id})
+    targets, bodies, links, units = _linked_regions(rows, annotation_id, (source1, source2), sizes, labels)
     pixels = "original scan pixels" if units == {"orig"} else "model-input pixels"
     schedule = {str(k): float(v) for k, v in gamma.items()} if isinstance(gamma, dict) else gamma
     description = (f"BiLRP explanation of the similarity y = {score:.6g} between '{labels[0] or _source_id(source1)}'"

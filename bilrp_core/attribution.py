@@ -10,14 +10,16 @@ import torch.nn.functional as F
 
 from .composite import rules_for
 from .model import norm_scale
+from .numerics import safe_divide
 
 #: Largest number of relevance values per layer and chunk when chunk_size is None. On a GPU the budget is memory
 #: (2^26 floats = 256 MB per tensor); on a CPU the backward is memory-bandwidth bound and small chunks that stay in
-#: cache were measured fastest (benchmarks/bench_speed.py: VGG-16-L17, 128 px, chunk 1-2 beat chunk 100 by 3x).
+#: cache are fastest (measured by benchmarks/bench_speed.py, see docs/design.md).
 CHUNK_ELEMENTS = {"cuda": 2**26, "cpu": 2**21}
 
 
-def _as_batch_of_one(model, x):
+def as_batch_of_one(model, x):
+    """``x`` as one input (1, C, H, W) on the model's device; ``ValueError`` for a batch of several."""
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() < 2 or x.shape[0] != 1:
@@ -25,7 +27,8 @@ def _as_batch_of_one(model, x):
     return x.to(model.device)
 
 
-def _pool_size(pool):
+def pool_size(pool):
+    """(ph, pw) of a patch size given as an int or a pair; ``ValueError`` below 1."""
     ph, pw = (pool, pool) if isinstance(pool, int) else tuple(pool)
     if ph < 1 or pw < 1:
         raise ValueError(f"pool must be ≥ 1; got {pool}")
@@ -37,7 +40,7 @@ def sum_pool(relevance, pool):
 
     Borders that do not fill a whole patch are zero-padded, so the total is kept exactly.
     """
-    ph, pw = _pool_size(pool)
+    ph, pw = pool_size(pool)
     r = relevance.sum(dim=1) if relevance.dim() == 4 else relevance
     m, h, w = r.shape
     r = F.pad(r, (0, (-w) % pw, 0, (-h) % ph))
@@ -71,9 +74,8 @@ def _top_relevance(model, a_top, dims):
         phi = model.projection(feats)
         weight = model.projection.weight[dims]  # (m, D)
         part = feats @ weight.T  # (1, m)
-        ratio = torch.where(part != 0, part / torch.where(part != 0, part, torch.ones_like(part)), 0.0)
-        seeds = feats * weight * ratio.T  # LRP-0 through the projection
-    if getattr(model, "normalize", False):
+        seeds = feats * weight * safe_divide(part, part).T  # LRP-0 through the projection
+    if model.normalize:
         seeds = seeds * norm_scale(phi)
     return seeds.reshape(len(dims), *a_top.shape[1:])
 
@@ -117,12 +119,12 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None):
     Tensor
         (h, ceil(H/pool), ceil(W/pool)); summed over patches, dimension m gives φ_m(x) for bias-free nets.
     """
-    x = _as_batch_of_one(model, x)
+    x = as_batch_of_one(model, x)
     rules = rules_for(model, gamma)
     contexts, a_top = _forward_and_prepare(model, x, rules)
     dims = list(range(output_dim(model, a_top))) if dims is None else list(dims)
     active = _active_dims(model, a_top, dims)
-    ph, pw = _pool_size(pool)
+    ph, pw = pool_size(pool)
     out = torch.zeros(len(dims), -(-x.shape[-2] // ph), -(-x.shape[-1] // pw), dtype=x.dtype, device=x.device)
     chunk = chunk_size or _auto_chunk(contexts, x, max(1, len(active)))
     with torch.no_grad():
@@ -138,8 +140,8 @@ def _active_dims(model, a_top, dims):
 
     Without a projection the seed of dimension m is φ_m itself, and every LRP rule is linear in the relevance it
     receives, so a dimension with φ_m = 0 has zero relevance everywhere: it is skipped, not computed. The bigram
-    network leaves about half of its 100 bigrams at zero on a demo table page (nine in ten on a woodcut page), so
-    this halves the cost of its explanations and changes no value.
+    network leaves many of its bigrams at zero on any page, so this saves much of the cost of its explanations
+    and changes no value.
     """
     if model.projection is not None:
         return list(range(len(dims)))
@@ -153,7 +155,7 @@ def relevance_factors_loop(model, x, gamma=None, pool=8):
     This is how per-dimension LRP implementations (e.g. the authors' code) proceed; it exists for tests and for
     the speed benchmark, never for production use.
     """
-    x = _as_batch_of_one(model, x)
+    x = as_batch_of_one(model, x)
     with torch.no_grad():
         h = model(x).shape[1]
     return torch.cat([relevance_factors(model, x, gamma, pool, dims=[m]) for m in range(h)], dim=0)

@@ -11,12 +11,12 @@ batched backward per image (tests check it against torch's full Hessian on a sma
 
 import torch
 
-from .attribution import _as_batch_of_one, _pool_size, pair_matrix, sum_pool
+from .attribution import as_batch_of_one, pair_matrix, pool_size, sum_pool
 
 
 def jacobian(model, x):
     """Exact Jacobian of φ at x by autograd: (h, C, H, W)."""
-    x = _as_batch_of_one(model, x).detach().requires_grad_(True)
+    x = as_batch_of_one(model, x).detach().requires_grad_(True)
     with torch.enable_grad():
         phi = model(x)
         seeds = torch.eye(phi.shape[1], dtype=phi.dtype, device=phi.device).unsqueeze(1)
@@ -33,13 +33,13 @@ def cross_hessian(model, x, x2):
 
 def hessian_product(model, x, x2, pool=8):
     """Hessian × Product (Eq. 1) pooled to patch pairs: Σ_m (x ⊙ J_m) ⊗ (x' ⊙ J'_m). Equals BiLRP at γ = 0."""
-    x, x2 = _as_batch_of_one(model, x), _as_batch_of_one(model, x2)
+    x, x2 = as_batch_of_one(model, x), as_batch_of_one(model, x2)
     return pair_matrix(sum_pool(x * jacobian(model, x), pool), sum_pool(x2 * jacobian(model, x2), pool))
 
 
 def saliency(model, x, x2, pool=8):
     """Saliency: Σ over the patch pair of (x_i x'_i')² = (Σ_p x_i²)(Σ_q x'_i'²). Ignores the model by design."""
-    x, x2 = _as_batch_of_one(model, x), _as_batch_of_one(model, x2)
+    x, x2 = as_batch_of_one(model, x), as_batch_of_one(model, x2)
     return pair_matrix(sum_pool(x**2, pool), sum_pool(x2**2, pool))
 
 
@@ -48,8 +48,8 @@ def curvature(model, x, x2, pool=8, row_chunk=4096):
 
     Needs every entry of the d × d' cross Hessian, so it is computed in row chunks; cost O(d·d'·h).
     """
-    x, x2 = _as_batch_of_one(model, x), _as_batch_of_one(model, x2)
-    ph, pw = _pool_size(pool)
+    x, x2 = as_batch_of_one(model, x), as_batch_of_one(model, x2)
+    ph, pw = pool_size(pool)
     j1 = jacobian(model, x)  # (h, C, H, W)
     j2 = jacobian(model, x2).flatten(1)  # (h, d')
     h, c, height, width = j1.shape

@@ -1,4 +1,28 @@
-"""Composites: which rule explains which layer of a model (zennit's idea: a schedule maps layers to rules)."""
+"""Composites: which rule explains which layer of a model (zennit's idea: a table maps layers to rules).
+
+The mapping reads these attributes, and no others:
+
+Of a layer
+    ``lrp_rule()``
+        The layer brings its own rule (e.g. :class:`~bilrp_core.bigram.BigramPooling`), tested against the
+        generic rule and the quadratic reference; it wins over every other entry.
+    ``takes_gamma = True``
+        The layer is explained with a γ from the model's schedule like a Conv2d/Linear layer; its ``lrp_rule``
+        is then called as ``lrp_rule(gamma)`` (e.g. :class:`~bilrp_core.detector.GatedDigitMaps`).
+    ``positively_homogeneous = True``
+        a_k(t·a) = t·a_k(a) for t > 0: the gradient rule (Eq. 6) explains it (:mod:`bilrp_core.layers`).
+
+Of the model
+    ``zb_index``, ``input_bounds``
+        The Conv2d/Linear layer at ``zb_index`` (the pixel layer) is explained with z^B, bounded by
+        ``input_bounds`` = (low, high).
+    ``default_gamma``
+        The γ schedule {layer index: γ} used where the caller gives none.
+
+Every other layer is looked up by type in :data:`RULES_BY_TYPE`; a layer found nowhere raises
+:class:`~bilrp_core.errors.UnsupportedLayerError` naming it, since explaining through it would give a silently
+wrong answer.
+"""
 
 import math
 import numbers
@@ -10,18 +34,26 @@ from .errors import UnsupportedLayerError
 from .rules import GammaRule, GradientRule, MaxPoolRule, PassRule, ReshapeRule, ZBoxRule
 
 PARAMETRIC = (nn.Conv2d, nn.Linear)
-PASS_THROUGH = (nn.ReLU, nn.Dropout, nn.Identity)
-RESHAPING = (nn.Flatten, nn.Unflatten)
-#: torch layers that are positively homogeneous (our own carry ``positively_homogeneous = True``).
-HOMOGENEOUS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool1d, nn.AvgPool1d)
+
+#: torch layer types and the rule class explaining them; the first row whose types match wins. Rules of layers
+#: that take a γ (Conv2d/Linear) are built with it, the others without arguments.
+RULES_BY_TYPE = (
+    (PARAMETRIC, GammaRule),
+    ((nn.ReLU, nn.Dropout, nn.Identity), PassRule),
+    ((nn.Flatten, nn.Unflatten), ReshapeRule),
+    ((nn.MaxPool2d,), MaxPoolRule),  # the gradient rule as one scatter of the max indices
+    ((nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool1d, nn.AvgPool1d), GradientRule),
+)
+
+
+def takes_gamma(layer):
+    """Whether ``layer`` is explained with a γ: Conv2d/Linear, or a layer of our own with ``takes_gamma``."""
+    return isinstance(layer, PARAMETRIC) or getattr(layer, "takes_gamma", False)
 
 
 def parametric_indices(model):
-    """Indices of the layers of ``model.layers`` that take a γ: Conv2d/Linear (all but the z^B pixel layer) and
-    layers of our own that say so (``takes_gamma``, e.g. the gated digit maps' signal conv)."""
-    zb = getattr(model, "zb_index", None)
-    return [i for i, layer in enumerate(model.layers)
-            if (isinstance(layer, PARAMETRIC) or getattr(layer, "takes_gamma", False)) and i != zb]
+    """Indices of the layers of ``model.layers`` that take a γ (see :func:`takes_gamma`), all but the z^B layer."""
+    return [i for i, layer in enumerate(model.layers) if takes_gamma(layer) and i != model.zb_index]
 
 
 def _gamma_value(value, where):
@@ -84,7 +116,7 @@ def resolve_gamma(model, gamma=None):
         For a γ that is neither ``None``, a number nor a dict.
     """
     indices = parametric_indices(model)
-    default = dict(getattr(model, "default_gamma", {}) or {})
+    default = model.default_gamma
     if gamma is None:
         schedule = {i: float(default.get(i, 0.0)) for i in indices}
     elif isinstance(gamma, numbers.Real) and not isinstance(gamma, bool):
@@ -103,21 +135,19 @@ def resolve_gamma(model, gamma=None):
 
 
 def rule_for_layer(index, layer, schedule, model):
-    """The rule explaining ``layer`` at ``index``; raises :class:`UnsupportedLayerError` when there is none."""
-    if hasattr(layer, "lrp_rule"):  # a layer that brings its own (tested) rule, e.g. BigramPooling
-        return layer.lrp_rule(schedule[index]) if getattr(layer, "takes_gamma", False) else layer.lrp_rule()
-    if isinstance(layer, PARAMETRIC):
-        if index == getattr(model, "zb_index", None):
-            low, high = model.input_bounds
-            return ZBoxRule(low, high)
-        return GammaRule(schedule[index])
-    if isinstance(layer, PASS_THROUGH):
-        return PassRule()
-    if isinstance(layer, RESHAPING):
-        return ReshapeRule()
-    if isinstance(layer, nn.MaxPool2d):
-        return MaxPoolRule()
-    if isinstance(layer, HOMOGENEOUS) or getattr(layer, "positively_homogeneous", False):
+    """The rule explaining ``layer`` at ``index``; raises :class:`UnsupportedLayerError` when there is none.
+
+    ``schedule`` is the resolved γ schedule: a layer gets a γ exactly when its index is in it.
+    """
+    gamma = (schedule[index],) if index in schedule else ()
+    if hasattr(layer, "lrp_rule"):
+        return layer.lrp_rule(*gamma)
+    if index == model.zb_index and isinstance(layer, PARAMETRIC):
+        return ZBoxRule(*model.input_bounds)
+    for types, rule in RULES_BY_TYPE:
+        if isinstance(layer, types):
+            return rule(*gamma)
+    if getattr(layer, "positively_homogeneous", False):
         return GradientRule()
     raise UnsupportedLayerError(index, layer)
 

@@ -7,25 +7,21 @@ signal off (a '1' beside letters is an 'l'): a_j = ReLU(signal_j) · sigmoid(gat
 
 Why the gate: LRP explains what a layer's output is made of, so a detector that uses its neighbours to decide
 spreads a digit's relevance onto them, and BiLRP then links a '2' in one table to the '3' beside a '2' in the
-other. On the demo corpus, with the context as plain dilated conv layers, only 59% of the pair relevance linked
-like digits (aligned pooling, benchmarks/bench_tables.py), against 81% for a detector without context, which
-however found digits worse (F1 0.857 vs 0.896 on the held-out fount; scripts, 2026-11-29). The gate keeps the
-context for the decision and, by the signal-take-all convention for multiplicative gates (Arras et al., 2017,
-LRP for LSTMs), gives all relevance to the signal: the explanation says which print the detected digit is made
-of, and the gate decides only whether it counts. The gate receives no relevance, so it may have biases.
-With the gate, the same training found digits as well as before (held-out F1 0.900) and the measure rose to 0.85
-with aligned pooling, 0.63 with plain routing (benchmarks/results/tables.json). Because the gate costs an
-explanation nothing, it can afford more context: the shipped detector has three dilated layers in it (held-out
-F1 0.92, table retrieval mAP@10 0.88; one layer gave 0.90 and 0.85, two 0.915 and 0.876 in a script), with the
-same faithfulness (0.63 plain, 0.87 aligned). Trained on ten times the rendered pages it reached F1 0.927 and
-mAP@10 0.89 on the benchmark's corpus (0.926 on average over four demo corpora), faithfulness 0.65 / 0.87; on
-thirty times the pages, with print size measured at the best ink level, F1 0.931 and mAP@10 0.908 (mean 0.941).
+other; a detector without context avoids that but finds digits worse. The gate keeps the context for the
+decision and, by the signal-take-all convention for multiplicative gates (Arras et al., 2017, LRP for LSTMs),
+gives all relevance to the signal: the explanation says which print the detected digit is made of, and the gate
+decides only whether it counts. The gate receives no relevance, so it may have biases, and since it costs an
+explanation nothing it can afford more context (the shipped detector has three dilated layers in it). The
+measurements behind these choices are in ``docs/bigram-network.md``.
 """
 
 import torch
 from torch import nn
 
 from .rules import SignalTakeAllRule
+
+#: Detector output stride: maps a_j are at 1/4 of the normalised page resolution.
+MAP_STRIDE = 4
 
 
 class GatedDigitMaps(nn.Module):

@@ -3,11 +3,12 @@
 import torch
 from torch import nn
 
+from .numerics import safe_divide
+
 
 def norm_scale(phi):
     """1/||φ|| per row (0 for a zero vector: a blank page has no similarity to anything), shape (B, 1)."""
-    norm = phi.norm(dim=1, keepdim=True)
-    return torch.where(norm > 0, 1.0 / torch.where(norm > 0, norm, torch.ones_like(norm)), torch.zeros_like(norm))
+    return safe_divide(1.0, phi.norm(dim=1, keepdim=True))
 
 
 class SimilarityModel(nn.Module):

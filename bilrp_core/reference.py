@@ -11,9 +11,11 @@ import torch
 from torch.autograd.functional import jacobian
 
 from .attribution import sum_pool
+from .bigram import BigramPoolingRule
 from .composite import rules_for
 from .model import norm_scale
-from .rules import GammaRule, PassRule, ReshapeRule, SignalTakeAllRule, ZBoxRule, _linear_forward, stabilize
+from .numerics import safe_divide, stabilize
+from .rules import GammaRule, GradientRule, PassRule, ReshapeRule, SignalTakeAllRule, ZBoxRule, linear_forward
 
 
 def _jac(fn, a):
@@ -23,39 +25,58 @@ def _jac(fn, a):
     return j.reshape(-1, d_in)
 
 
-def _normalise(q, denominator):
-    """q (d_in, d_out) divided column-wise; columns whose denominator is 0 carry nothing."""
-    nonzero = denominator != 0
-    return torch.where(nonzero, q / torch.where(nonzero, denominator, torch.ones_like(denominator)), 0.0)
+def _bias_of(layer, a, weight, bias):
+    """The bias term of each output neuron, flattened (0.0 without a bias)."""
+    if bias is None:
+        return 0.0
+    return (linear_forward(layer, a, weight, bias) - linear_forward(layer, a, weight, None)).reshape(-1)
+
+
+def _gamma_matrix(rule, layer, a):
+    """Eq. (2) with q_jk = a_j ρ(w_jk), ρ(p) = p + γ p⁺, and the stabilised z_k = Σ_j q_jk + ρ(b_k)."""
+    weight = layer.weight + rule.gamma * layer.weight.clamp(min=0)
+    bias = None if layer.bias is None else layer.bias + rule.gamma * layer.bias.clamp(min=0)
+    jac = _jac(lambda t: linear_forward(layer, t, weight, None), a)
+    q = a.reshape(-1)[:, None] * jac.T
+    return q / stabilize(q.sum(dim=0) + _bias_of(layer, a, weight, bias), rule.eps)
+
+
+def _zbox_matrix(rule, layer, a):
+    """Eq. (2) with the z^B contributions q_ik = x_i w_ik − l_i w⁺_ik − h_i w⁻_ik."""
+    low = rule.low.to(a).expand_as(a).reshape(-1)
+    high = rule.high.to(a).expand_as(a).reshape(-1)
+    jac = _jac(lambda t: linear_forward(layer, t, layer.weight, None), a)
+    q = a.reshape(-1)[:, None] * jac.T - low[:, None] * jac.clamp(min=0).T - high[:, None] * jac.clamp(max=0).T
+    return q / stabilize(q.sum(dim=0) + _bias_of(layer, a, layer.weight, layer.bias), rule.eps)
+
+
+def _gradient_matrix(layer, a):
+    """Eq. (3): q_jk = a_j [∇a_k]_j, divided by literally Σ_j q_jk (not a_k via Euler's theorem)."""
+    q = a.reshape(-1)[:, None] * _jac(layer, a).T
+    return safe_divide(q, q.sum(dim=0))
 
 
 def _layer_matrix(rule, layer, a):
-    """The matrix M (d_in, d_out) with R_in = M R_out M'^T for one branch."""
-    a_flat = a.reshape(-1)
+    """The matrix M (d_in, d_out) with R_in = M R_out M'^T for one branch; None for the identity.
+
+    Raises
+    ------
+    TypeError
+        For a rule this reference has no equation for: treating it as some other rule would make the
+        comparison with the factored path pass or fail for the wrong reason.
+    """
     if isinstance(rule, GammaRule):
-        weight = layer.weight + rule.gamma * layer.weight.clamp(min=0)
-        bias = None if layer.bias is None else layer.bias + rule.gamma * layer.bias.clamp(min=0)
-        jac = _jac(lambda t: _linear_forward(layer, t, weight, None), a)
-        q = a_flat[:, None] * jac.T
-        b = 0.0 if bias is None else (_linear_forward(layer, a, weight, bias)
-                                      - _linear_forward(layer, a, weight, None)).reshape(-1)
-        return q / stabilize(q.sum(dim=0) + b, rule.eps)
+        return _gamma_matrix(rule, layer, a)
     if isinstance(rule, ZBoxRule):
-        low = rule.low.to(a).expand_as(a).reshape(-1)
-        high = rule.high.to(a).expand_as(a).reshape(-1)
-        jac = _jac(lambda t: _linear_forward(layer, t, layer.weight, None), a)
-        q = a_flat[:, None] * jac.T - low[:, None] * jac.clamp(min=0).T - high[:, None] * jac.clamp(max=0).T
-        b = 0.0 if layer.bias is None else (_linear_forward(layer, a, layer.weight, layer.bias)
-                                            - _linear_forward(layer, a, layer.weight, None)).reshape(-1)
-        return q / stabilize(q.sum(dim=0) + b, rule.eps)
+        return _zbox_matrix(rule, layer, a)
     if isinstance(rule, SignalTakeAllRule):  # gate and ReLU pass relevance unchanged: the signal conv's γ matrix
-        return _layer_matrix(rule.signal_rule, layer.signal, a)
+        return _gamma_matrix(rule.signal_rule, layer.signal, a)
     if isinstance(rule, (PassRule, ReshapeRule)):
         return None  # the identity on flattened neurons
-    # every other rule explains a positively homogeneous layer (GradientRule and its specialisations)
-    jac = _jac(layer, a)
-    q = a_flat[:, None] * jac.T
-    return _normalise(q, q.sum(dim=0))  # literally Eq. (3)'s denominator, not a_k via Euler
+    if isinstance(rule, GradientRule) or (isinstance(rule, BigramPoolingRule) and not layer.aligned):
+        return _gradient_matrix(layer, a)  # plain bigram pooling is the gradient rule (tested in test_rules)
+    raise TypeError(f"the quadratic reference has no equation for {type(rule).__name__} (layer {layer!r}); "
+                    "add one before comparing the factored path with it")
 
 
 def _branch_matrices(model, x, rules):
@@ -64,12 +85,12 @@ def _branch_matrices(model, x, rules):
         matrices.append(_layer_matrix(rule, layer, a))
         a = layer(a)
     feats = a.reshape(-1)
-    scale = float(norm_scale(model.unnormalized(x))[0, 0]) if getattr(model, "normalize", False) else 1.0
+    scale = float(norm_scale(model.unnormalized(x))[0, 0]) if model.normalize else 1.0
     if model.projection is None:
         return matrices, feats * scale, None
     weight = model.projection.weight
     phi = weight @ feats
-    top = _normalise(feats[:, None] * weight.T, phi)  # LRP-0 through the projection
+    top = safe_divide(feats[:, None] * weight.T, phi)  # LRP-0 through the projection
     return matrices, phi * scale, top
 
 

@@ -12,6 +12,7 @@ Drawing uses PIL only (no pyplot state), so it is safe from several threads at o
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,8 @@ from PIL import Image, ImageDraw
 
 from .annotation import web_annotation
 
-__all__ = ["BLUE", "RED", "draw_pair", "heatmap", "marginal", "select_pairs", "top_pairs", "web_annotation"]
+__all__ = ["BLUE", "RED", "PairStyle", "draw_pair", "heatmap", "marginal", "select_pairs", "top_pairs",
+           "web_annotation"]
 
 RED = (220, 20, 20)
 BLUE = (20, 70, 230)
@@ -108,9 +110,43 @@ def _bezier(start, control, end, steps: int) -> list[tuple[float, float]]:
     return [tuple(p) for p in points]
 
 
-def draw_pair(image1, image2, pair_matrix, top=None, threshold=None, sign="both", height=None, gap=None,
-              bend=0.25, line_width=2.0, grey=True, lightness=0.35, dots=True) -> Image.Image:
+@dataclass(frozen=True)
+class PairStyle:
+    """How :func:`draw_pair` draws: the layout of the two images and the look of the curves.
+
+    Attributes
+    ----------
+    height : int, optional
+        Height of each image in the picture (default: the first image's height).
+    gap : int, optional
+        Pixels between the two images (default: 6 % of the picture's width).
+    bend : float
+        Curvature: the control point rises ``bend`` × horizontal distance above the higher end.
+    line_width : float
+        Width in pixels of the strongest curve (weaker ones are thinner).
+    grey : bool
+        Show the images in grey, so the red and blue curves read clearly.
+    lightness : float
+        How much the grey images are lightened towards white (0 = as is).
+    dots : bool
+        Mark both ends of every curve.
+    """
+
+    height: int | None = None
+    gap: int | None = None
+    bend: float = 0.25
+    line_width: float = 2.0
+    grey: bool = True
+    lightness: float = 0.35
+    dots: bool = True
+
+
+def draw_pair(image1, image2, pair_matrix, top=None, threshold=None, sign="both",
+              style: PairStyle = PairStyle()) -> Image.Image:
     """The two images side by side with curves between their most relevant patch pairs.
+
+    Which pairs are drawn is chosen by ``top``, ``threshold`` and ``sign`` (as in :func:`select_pairs`); how
+    they are drawn by ``style``.
 
     Parameters
     ----------
@@ -124,18 +160,8 @@ def draw_pair(image1, image2, pair_matrix, top=None, threshold=None, sign="both"
         Draw only pairs with |R| ≥ threshold · max |R|.
     sign : {"both", "positive", "negative"}
         Which relevance to draw: positive (red: makes the images similar), negative (blue), or both.
-    height : int, optional
-        Height of each image in the picture (default: the first image's height).
-    gap : int, optional
-        Pixels between the two images (default: 6 % of the picture's width).
-    bend : float
-        Curvature: the control point rises ``bend`` × horizontal distance above the higher end.
-    line_width : float
-        Width in pixels of the strongest curve (weaker ones are thinner).
-    grey, lightness : bool, float
-        Show the images in grey, lightened by ``lightness`` (0 = as is), so the colours read clearly.
-    dots : bool
-        Mark both ends of every curve.
+    style : PairStyle
+        Layout and look (image height, gap, curvature, line width, grey background, end dots).
 
     Returns
     -------
@@ -147,11 +173,11 @@ def draw_pair(image1, image2, pair_matrix, top=None, threshold=None, sign="both"
     if top is None and threshold is None:
         top = 30
     indices, values, scale = select_pairs(pair, top, threshold, sign)
-    left = _fit(image1, height or image1.height)
+    left = _fit(image1, style.height or image1.height)
     right = _fit(image2, left.height)
-    if grey:
-        left, right = _washed_grey(left, lightness), _washed_grey(right, lightness)
-    gap = round(0.06 * (left.width + right.width)) if gap is None else int(gap)
+    if style.grey:
+        left, right = _washed_grey(left, style.lightness), _washed_grey(right, style.lightness)
+    gap = round(0.06 * (left.width + right.width)) if style.gap is None else int(style.gap)
     width = left.width + gap + right.width
     (h1, w1), (h2, w2) = pair.shape[:2], pair.shape[2:]
     # Curve ends in image coordinates; a curve peaks (t = 1/2) bend/2 × its width above its higher end, so the
@@ -159,30 +185,35 @@ def draw_pair(image1, image2, pair_matrix, top=None, threshold=None, sign="both"
     starts = np.stack([(indices[:, 1] + 0.5) / w1 * left.width, (indices[:, 0] + 0.5) / h1 * left.height], 1)
     ends = np.stack([left.width + gap + (indices[:, 3] + 0.5) / w2 * right.width,
                      (indices[:, 2] + 0.5) / h2 * right.height], 1)
-    rise = bend / 2 * np.abs(ends[:, 0] - starts[:, 0]) - np.minimum(starts[:, 1], ends[:, 1])
+    rise = style.bend / 2 * np.abs(ends[:, 0] - starts[:, 0]) - np.minimum(starts[:, 1], ends[:, 1])
     margin = math.ceil(max(0.0, float(rise.max(initial=0.0)))) + 4
     canvas = Image.new("RGB", (width, margin + left.height), "white")
     canvas.paste(left, (0, margin))
     canvas.paste(right, (left.width + gap, margin))
-    s = SUPERSAMPLE
-    big = canvas.resize((width * s, canvas.height * s), Image.Resampling.NEAREST)
-    draw = ImageDraw.Draw(big, "RGBA")  # RGBA drawing on an RGB image blends by alpha
-    for start, end, value in zip(starts[::-1], ends[::-1], values[::-1], strict=True):  # strongest drawn last
-        weight = abs(value) / scale
-        start, end = (start[0] * s, (start[1] + margin) * s), (end[0] * s, (end[1] + margin) * s)
-        control = ((start[0] + end[0]) / 2, min(start[1], end[1]) - bend * abs(end[0] - start[0]))
-        colour = (*(RED if value > 0 else BLUE), int(round(255 * max(weight, 0.04))))
-        thickness = max(1, round(s * line_width * (0.35 + 0.65 * weight)))
-        steps = max(8, int(abs(end[0] - start[0]) / (6 * s)))
-        draw.line(_bezier(start, control, end, steps), fill=colour, width=thickness, joint="curve")
-        if dots:
-            radius = s * (1.0 + 1.5 * weight)
-            for x, y in (start, end):
-                draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
-    picture = big.resize(canvas.size, Image.Resampling.LANCZOS)
+    picture = _draw_curves(canvas, starts, ends, values, scale, margin, style)
     picture.info["boxes"] = ((0, margin, left.width, margin + left.height),
                              (left.width + gap, margin, width, margin + right.height))
     return picture
+
+
+def _draw_curves(canvas, starts, ends, values, scale, margin, style):
+    """The curves on ``canvas`` (weakest first, so the strongest lie on top), anti-aliased by supersampling."""
+    s = SUPERSAMPLE
+    big = canvas.resize((canvas.width * s, canvas.height * s), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(big, "RGBA")  # RGBA drawing on an RGB image blends by alpha
+    for start, end, value in zip(starts[::-1], ends[::-1], values[::-1], strict=True):
+        weight = abs(value) / scale
+        start, end = (start[0] * s, (start[1] + margin) * s), (end[0] * s, (end[1] + margin) * s)
+        control = ((start[0] + end[0]) / 2, min(start[1], end[1]) - style.bend * abs(end[0] - start[0]))
+        colour = (*(RED if value > 0 else BLUE), int(round(255 * max(weight, 0.04))))
+        thickness = max(1, round(s * style.line_width * (0.35 + 0.65 * weight)))
+        steps = max(8, int(abs(end[0] - start[0]) / (6 * s)))
+        draw.line(_bezier(start, control, end, steps), fill=colour, width=thickness, joint="curve")
+        if style.dots:
+            radius = s * (1.0 + 1.5 * weight)
+            for x, y in (start, end):
+                draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
+    return big.resize(canvas.size, Image.Resampling.LANCZOS)
 
 
 def marginal(factors_or_matrix, axis=0, weights=None) -> np.ndarray:

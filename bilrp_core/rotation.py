@@ -27,8 +27,20 @@ def invert_transform(x, index):
     return torch.flip(x, dims=(-1,)) if mirrored else x
 
 
+#: What a :class:`RotationMax` shares with the model it wraps: the layers the LRP rules walk, their default γ
+#: schedule and z^B layer, the projection, and how inputs look (optional ones only if the wrapped model has them).
+SHARED_ATTRIBUTES = ("layers", "default_gamma", "zb_index", "projection", "normalize", "device", "input_low",
+                     "input_high", "input_bounds", "input_image")
+
+
 class RotationMax:
     """Wrap a :class:`SimilarityModel` to take the maximum similarity over the 8 flips/rotations of both inputs.
+
+    It offers the :class:`SimilarityModel` interface where the answer is the wrapped model's (its ``layers``,
+    ``default_gamma``, ``preprocess``, ``input_image`` …, listed in :data:`SHARED_ATTRIBUTES`), so callers that
+    resolve a γ schedule or draw the model's input treat both alike. Its ``key`` and ``fingerprint`` are its own:
+    the similarity differs. Features and factors come per transform (:meth:`transformed_features`,
+    :meth:`relevance_factors` with a transform index), never from ``forward`` of the wrapper.
 
     Parameters
     ----------
@@ -40,6 +52,13 @@ class RotationMax:
         self.model = model
         self.key = f"{model.key}-rotmax"
         self.fingerprint = f"{getattr(model, 'fingerprint', model.key)}-rotmax"
+
+    def __getattr__(self, name):
+        # Only called for attributes not found on the wrapper itself; AttributeError when the wrapped model lacks
+        # an optional one (e.g. input_image), so getattr(wrapper, name, default) behaves as for the model.
+        if name in SHARED_ATTRIBUTES and "model" in self.__dict__:
+            return getattr(self.model, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def preprocess(self, image):
         """Same input as the wrapped model."""

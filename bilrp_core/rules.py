@@ -13,16 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.grad import conv2d_input
 
-#: Relative stabiliser added to normalisers (z + eps·sign(z)); small enough to leave conservation intact.
-DEFAULT_EPS = 1e-9
+from .numerics import DEFAULT_EPS, safe_divide, stabilize
 
 
-def stabilize(z, eps=DEFAULT_EPS):
-    """Push z away from zero by eps, keeping its sign (zero counts as positive)."""
-    return z + eps * torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
-
-
-def _linear_forward(layer, a, weight, bias):
+def linear_forward(layer, a, weight, bias):
+    """The Conv2d/Linear ``layer`` applied to ``a`` with other parameters (e.g. ρ(w) of the γ rule)."""
     if isinstance(layer, nn.Conv2d):
         if layer.padding_mode != "zeros":
             raise ValueError(f"{layer!r}: only zero padding is supported by the LRP rules")
@@ -30,7 +25,7 @@ def _linear_forward(layer, a, weight, bias):
     return F.linear(a, weight, bias)
 
 
-def _linear_transpose(layer, s, weight, input_shape):
+def linear_transpose(layer, s, weight, input_shape):
     """Transpose of the linear map a -> layer(a; weight) applied to a batch s of output-shaped tensors."""
     if isinstance(layer, nn.Conv2d):
         size = (s.shape[0], *input_shape[1:])
@@ -53,12 +48,12 @@ class GammaRule:
 
     def prepare(self, layer, a):
         weight = self._rho(layer.weight)
-        z = _linear_forward(layer, a, weight, self._rho(layer.bias))
+        z = linear_forward(layer, a, weight, self._rho(layer.bias))
         return {"layer": layer, "a": a, "weight": weight, "z": stabilize(z, self.eps)}
 
     def backward(self, ctx, relevance):
         s = relevance / ctx["z"]
-        return ctx["a"] * _linear_transpose(ctx["layer"], s, ctx["weight"], ctx["a"].shape)
+        return ctx["a"] * linear_transpose(ctx["layer"], s, ctx["weight"], ctx["a"].shape)
 
 
 @dataclass
@@ -77,9 +72,9 @@ class ZBoxRule:
         high = self.high.to(a).expand_as(a)
         w_pos, w_neg = layer.weight.clamp(min=0), layer.weight.clamp(max=0)
         z = (
-            _linear_forward(layer, a, layer.weight, layer.bias)
-            - _linear_forward(layer, low, w_pos, None)
-            - _linear_forward(layer, high, w_neg, None)
+            linear_forward(layer, a, layer.weight, layer.bias)
+            - linear_forward(layer, low, w_pos, None)
+            - linear_forward(layer, high, w_neg, None)
         )
         return {"layer": layer, "a": a, "low": low, "high": high, "w_pos": w_pos, "w_neg": w_neg,
                 "z": stabilize(z, self.eps)}
@@ -88,9 +83,9 @@ class ZBoxRule:
         s = relevance / ctx["z"]
         layer, shape = ctx["layer"], ctx["a"].shape
         return (
-            ctx["a"] * _linear_transpose(layer, s, layer.weight, shape)
-            - ctx["low"] * _linear_transpose(layer, s, ctx["w_pos"], shape)
-            - ctx["high"] * _linear_transpose(layer, s, ctx["w_neg"], shape)
+            ctx["a"] * linear_transpose(layer, s, layer.weight, shape)
+            - ctx["low"] * linear_transpose(layer, s, ctx["w_pos"], shape)
+            - ctx["high"] * linear_transpose(layer, s, ctx["w_neg"], shape)
         )
 
 
@@ -110,8 +105,7 @@ class GradientRule:
 
     def backward(self, ctx, relevance):
         out = ctx["out"]
-        nonzero = out != 0
-        s = torch.where(nonzero, relevance / torch.where(nonzero, out, torch.ones_like(out)), 0.0)
+        s = safe_divide(relevance, out)
         (grad,) = torch.autograd.grad(out, ctx["a_in"], s.unsqueeze(1), retain_graph=True,
                                       is_grads_batched=True)
         return ctx["a"] * grad.squeeze(1)
@@ -131,8 +125,7 @@ class MaxPoolRule(GradientRule):
 
     def backward(self, ctx, relevance):
         out, a = ctx["out"], ctx["a"]
-        nonzero = out != 0
-        s = torch.where(nonzero, relevance / torch.where(nonzero, out, torch.ones_like(out)), 0.0)
+        s = safe_divide(relevance, out)
         m, channels = s.shape[0], a.shape[1]
         grad = torch.zeros(m, channels, a.shape[2] * a.shape[3], dtype=s.dtype, device=s.device)
         grad.scatter_add_(2, ctx["indices"].expand(m, -1, -1), s.flatten(2))

@@ -1,4 +1,4 @@
-"""Building a model's features, index and factor cache for a :class:`~corpus_index.corpus.Corpus`.
+"""Building a model's features, index and factor cache from a corpus's :class:`~corpus_index.store.Store`.
 
 A build is also the repair command. Before computing anything it re-hashes the scans that changed since their
 last check (:mod:`corpus_index.rehash`), moves damaged and unverifiable feature batches, index files and factor
@@ -10,21 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from corpus_index import factor_cache as fc
+from corpus_index.explanation import cache_factors, model_transforms, resolve_schedule
+from corpus_index.factor_cache import FactorCache, FactorReport
 from corpus_index.faiss_index import VectorIndex, expand_rows
-from corpus_index.features import FeatureReport, build_features, iter_local_batches
+from corpus_index.features import FeatureReport, FeatureStore, build_features, iter_local_batches
 from corpus_index.model_stamp import is_stale, set_aside, write_stamp
 from corpus_index.models import canonical_key, load_model, transform_count
 from corpus_index.progress import Progress
 from corpus_index.rehash import refresh_hashes
-
-if TYPE_CHECKING:
-    from corpus_index.corpus import Corpus
-
+from corpus_index.store import Store
 
 
 @dataclass
@@ -36,7 +33,7 @@ class BuildReport:
     index_kind: str
     index_added: int
     index_size: int
-    factors: fc.FactorReport | None = None
+    factors: FactorReport | None = None
     set_aside: list = field(default_factory=list)
     rehashed: list[int] = field(default_factory=list)
 
@@ -58,16 +55,20 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def build_model(corpus: Corpus, model_key: str, batch_size: int = 16, progress: Progress | None = None,
+def build_model(store: Store, model_key: str, features: FeatureStore | None = None,
+                factor_cache: FactorCache | None = None, batch_size: int = 16, progress: Progress | None = None,
                 engine: str = "local", address: str | None = None, index: str = "flat", factors: bool = False,
                 gamma=None, pool=8, concurrency: int = 2) -> BuildReport:
     """Compute missing features, update the index, and optionally precompute BiLRP factors.
 
     Parameters
     ----------
-    corpus : Corpus
+    store : Store
+        The corpus's store (its root holds the features, indexes and factors).
     model_key : str
         A key of :mod:`corpus_index.models`.
+    features, factor_cache : FeatureStore, FactorCache, optional
+        The caller's objects for this root and key (their in-memory caches stay in step); made here if omitted.
     batch_size : int
         Images per forward pass.
     progress : callable, optional
@@ -87,16 +88,18 @@ def build_model(corpus: Corpus, model_key: str, batch_size: int = 16, progress: 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     model = load_model(key)  # also validates the key (and weights) before any work starts
-    rehash = refresh_hashes(corpus.store)
+    root = store.root
+    features = features if features is not None else FeatureStore(root, key)
+    factor_cache = factor_cache if factor_cache is not None else FactorCache(root)
+    rehash = refresh_hashes(store)
     left_out = {item_id for item_id, _ in rehash.conflicts}
-    rows = [row for row in corpus._rows() if row[0] not in left_out]
-    tags = {i: t for i, t in corpus.store.content_tags().items() if i not in left_out}
-    features = corpus.features(key)
-    if is_stale(corpus.root, key, model, features.dim(), lambda: model_dim(model)):
-        moved = set_aside(corpus.root, key)
+    rows = [row for row in store.item_rows() if row[0] not in left_out]
+    tags = {i: t for i, t in store.content_tags().items() if i not in left_out}
+    if is_stale(root, key, model, features.dim(), lambda: model_dim(model)):
+        moved = set_aside(root, key)
         if progress is not None:
             progress(0, len(rows), f"{key}: stored data came from another version of the model; moved to {moved}")
-    write_stamp(corpus.root, key, model)  # before the first batch: a crash mid-build leaves stamped data
+    write_stamp(root, key, model)  # before the first batch: a crash mid-build leaves stamped data
     if engine == "ray":
         from corpus_index.ray_engine import iter_feature_batches
 
@@ -106,31 +109,38 @@ def build_model(corpus: Corpus, model_key: str, batch_size: int = 16, progress: 
         def batches(missing):
             return iter_local_batches(model, missing, batch_size)
 
-    factor_files = corpus.factor_cache.repair(key, tags)
+    factor_files = factor_cache.repair(key, tags)
     feature_report = build_features(
         features, rows, batches, progress=progress,
-        on_batch=lambda ids: corpus.store.mark_features(key, ids),
-        on_start=lambda have: corpus.store.reconcile_features(key, have), expected=tags)
+        on_batch=lambda ids: store.mark_features(key, ids),
+        on_start=lambda have: store.reconcile_features(key, have), expected=tags)
     feature_report.skipped.extend(rehash.conflicts)
-    ids, vectors = features.load()
-    # Only vectors of the items' current content enter the index (not those of deleted items, nor the old vector
-    # of a scan replaced by an unreadable file).
-    known = np.isin(ids, np.intersect1d(features.current_ids(tags), [row[0] for row in rows]))
     if progress is not None:
         progress(len(rows), len(rows), f"{key}: writing the {index} index")
-    vector_index = VectorIndex(corpus.root, key, index)
+    vector_index = VectorIndex(root, key, index)
     group = transform_count(model)  # rotation-max models: 8 index rows per item
-    row_tags = np.repeat(np.asarray([tags[int(i)] for i in ids[known]], dtype=str), group)
-    added = 0
-    if len(ids):
-        added = vector_index.sync(*expand_rows(ids[known], vectors[known], group), tags=row_tags) // group
+    added = sync_index(vector_index, features, [row[0] for row in rows], tags, group)
     report = BuildReport(key, feature_report, index, added, len(vector_index) // group,
                          set_aside=feature_report.set_aside + factor_files, rehashed=rehash.changed)
-    corpus._current.add(key)  # its stored data now comes from the current model
     if factors:
-        report.factors = precompute_factors(corpus, key, gamma=gamma, pool=pool, progress=progress,
+        report.factors = precompute_factors(store, factor_cache, key, gamma=gamma, pool=pool, progress=progress,
                                             engine=engine, address=address, concurrency=concurrency)
     return report
+
+
+def sync_index(vector_index: VectorIndex, features: FeatureStore, item_ids: Sequence[int], tags: dict[int, str],
+               group: int) -> int:
+    """Make the index hold exactly the stored vectors of these items' current content; returns items added.
+
+    Vectors of deleted items, and the old vector of a scan replaced by an unreadable file, stay out. ``group``
+    is the number of index rows per item (8 for rotation-max models).
+    """
+    ids, vectors = features.load()
+    if not len(ids):
+        return 0
+    known = np.isin(ids, np.intersect1d(features.current_ids(tags), list(item_ids)))
+    row_tags = np.repeat(np.asarray([tags[int(i)] for i in ids[known]], dtype=str), group)
+    return vector_index.sync(*expand_rows(ids[known], vectors[known], group), tags=row_tags) // group
 
 
 def model_dim(model) -> int:
@@ -144,25 +154,28 @@ def model_dim(model) -> int:
         return int(embed(model, model.preprocess(Image.new("L", (64, 64), 255))).shape[-1])
 
 
-def precompute_factors(corpus: Corpus, model_key: str, item_ids: Sequence[int] | None = None, gamma=None, pool=8,
-                       progress: Progress | None = None, engine: str = "local", address: str | None = None,
-                       concurrency: int = 2) -> fc.FactorReport:
-    """Cache the BiLRP factors of these items (default: all) for ``gamma`` and ``pool``."""
+def precompute_factors(store: Store, factor_cache: FactorCache, model_key: str,
+                       item_ids: Sequence[int] | None = None, gamma=None, pool=8, progress: Progress | None = None,
+                       engine: str = "local", address: str | None = None, concurrency: int = 2) -> FactorReport:
+    """Cache the BiLRP factors of these items (default: all) for ``gamma`` and ``pool``.
+
+    In-process (:func:`corpus_index.explanation.cache_factors`), or on Ray Data with ``engine="ray"``.
+    """
     key = canonical_key(model_key)
     model = load_model(key)
-    rows = corpus._rows(item_ids)
-    tags = corpus.store.content_tags(None if item_ids is None else [row[0] for row in rows])
+    rows = store.item_rows(item_ids)
+    tags = store.content_tags(None if item_ids is None else [row[0] for row in rows])
     if engine != "ray":
         from corpus_index.features import open_image
 
-        return corpus.factor_cache.precompute(model, key, rows, open_image, gamma, pool, progress, tags)
+        return cache_factors(factor_cache, model, key, rows, open_image, gamma, pool, progress, tags)
     from corpus_index.ray_engine import iter_factor_results
 
-    schedule = fc.resolve_schedule(model, gamma)
-    report = fc.FactorReport()
-    transforms = fc.model_transforms(model)
+    schedule = resolve_schedule(model, gamma)
+    report = FactorReport()
+    transforms = model_transforms(model)
     todo = [r for r in rows
-            if not all(corpus.factor_cache.is_current(key, schedule, pool, r[0], t, tags.get(r[0], ""))
+            if not all(factor_cache.is_current(key, schedule, pool, r[0], t, tags.get(r[0], ""))
                        for t in transforms)]
     report.cached = len(rows) - len(todo)
     for ids, arrays, skipped in iter_factor_results(key, todo, schedule, pool, address=address,
@@ -171,7 +184,7 @@ def precompute_factors(corpus: Corpus, model_key: str, item_ids: Sequence[int] |
             # One array per item: (h, H/p, W/p), or (8, h, H/p, W/p) for rotation-max models.
             parts = [array] if transforms == [None] else list(array)
             for transform, part in zip(transforms, parts, strict=True):
-                corpus.factor_cache.save(key, schedule, pool, int(item_id), part, transform, tags[int(item_id)])
+                factor_cache.save(key, schedule, pool, int(item_id), part, transform, tags[int(item_id)])
         report.computed += len(ids)
         report.skipped.extend(skipped)
         if progress is not None:

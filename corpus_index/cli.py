@@ -18,6 +18,9 @@ import sys
 from pathlib import Path
 
 from corpus_index.cli_args import check_destination, count_arg, gamma_arg, item_id_arg, year_arg
+from corpus_index.errors import user_errors
+from corpus_index.filters import FILTER_HELP, FILTERS, YEAR_FILTERS
+from corpus_index.layout import INDEX_SUFFIXES, Layout
 from corpus_index.models import DEFAULT_MODEL_KEY, DEMO_MODEL_KEYS, KEY_LIMITS, canonical_key
 from corpus_index.progress import ProgressPrinter
 
@@ -27,18 +30,15 @@ EPILOG = ("model keys: vgg16-L{5,10,17,24,31}-h{H}-seed{S}[-px{SIZE}][-rot] (ran
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters")
-    group.add_argument("--kind", help="only items of this kind (e.g. table, woodcut)")
-    group.add_argument("--book", help="only items of this book id")
-    group.add_argument("--year-min", type=year_arg, help="only books printed in or after this year")
-    group.add_argument("--year-max", type=year_arg, help="only books printed in or before this year")
-    group.add_argument("--place", help="only books printed at this place")
-    group.add_argument("--printer", help="only books by this printer")
+    for name in FILTERS:  # --kind, --book, --year-min, ... (corpus_index.filters)
+        group.add_argument(f"--{name.replace('_', '-')}", type=year_arg if name in YEAR_FILTERS else None,
+                           help=FILTER_HELP[name])
     group.add_argument("--exclude-same-book", action="store_true", help="leave out the query item's own book")
-    group.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], help="which index (default: exact if built)")
+    group.add_argument("--index", choices=list(INDEX_SUFFIXES), help="which index (default: exact if built)")
 
 
 def _filters(args) -> dict:
-    return {name: getattr(args, name) for name in ("kind", "book", "year_min", "year_max", "place", "printer")}
+    return {name: getattr(args, name) for name in FILTERS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--address", help="Ray address: auto, ray://HOST:10001 or HOST:6379 (default: local Ray)")
     build.add_argument("--concurrency", type=int, default=2, help="Ray workers (default 2)")
     build.add_argument("--batch-size", type=count_arg(4096), default=16, help="images per forward pass (default 16)")
-    build.add_argument("--index-kind", choices=["flat", "hnsw", "ivfpq"], default="flat",
+    build.add_argument("--index-kind", choices=list(INDEX_SUFFIXES), default="flat",
                        help="exact inner product (flat, default) or approximate (hnsw, ivfpq)")
 
     query = sub.add_parser("query", help="nearest neighbours of an item or an image", epilog=EPILOG)
@@ -125,24 +125,18 @@ def _print_frame(frame, columns) -> None:
 
 
 def cmd_demo(args) -> int:
-    from corpus_index.synthetic import generate_corpus
+    from corpus_index.demo import build_demo
 
-    root = Path(args.root)
-    source = root / "demo-source"
-    progress = ProgressPrinter()
-    if not (source / "metadata.csv").is_file():
-        generate_corpus(source, books=args.books, seed=args.seed, progress=progress)
-    corpus = _open(args, create=True)
-    report = corpus.ingest_folder(source, source / "metadata.csv", progress=progress)
-    print(report.summary())
-    failed = []
-    for key in args.models or DEMO_MODEL_KEYS:
-        try:
-            print(corpus.build(key, batch_size=args.batch_size, progress=progress).summary())
-        except _user_errors() as error:  # e.g. missing bigram weights: build the other models, then fail
-            failed.append(key)
-            print(f"error: {key}: {error}".splitlines()[0], file=sys.stderr)
-    return 1 if failed else 0
+    def show(key, outcome) -> None:
+        if isinstance(outcome, BaseException):  # e.g. missing bigram weights: the other models are built
+            print(f"error: {key}: {outcome}".splitlines()[0], file=sys.stderr)
+        else:
+            print(outcome.summary())
+
+    result = build_demo(args.root, books=args.books, seed=args.seed, models=args.models or DEMO_MODEL_KEYS,
+                        progress=ProgressPrinter(), batch_size=args.batch_size, tolerate=user_errors(),
+                        on_ingest=lambda report: print(report.summary()), on_build=show)
+    return 1 if result.failed else 0
 
 
 def cmd_ingest(args) -> int:
@@ -152,9 +146,7 @@ def cmd_ingest(args) -> int:
         from corpus_index.ingest import check_folder_source
 
         check_folder_source(args.folder, args.csv)
-    from corpus_index.store import DB_NAME
-
-    created = not (Path(args.root).expanduser() / DB_NAME).exists()
+    created = not Layout(Path(args.root).expanduser()).db.exists()
     corpus = _open(args, create=True)
     try:
         report = _ingest(corpus, args)
@@ -175,16 +167,14 @@ def cmd_ingest(args) -> int:
 def _discard_new_store(corpus) -> None:
     """Remove the store this command created for an ingest that failed, if it is still empty (never a store
     that existed before the command)."""
-    from corpus_index.store import DB_NAME
-
     try:
         if corpus.count():
             return
     except Exception:  # noqa: BLE001 - the ingest's own error is the one to report
         return
     corpus.close()
-    for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm", f".{DB_NAME}.create.lock"):
-        (corpus.root / name).unlink(missing_ok=True)
+    for path in corpus.layout.db_files():
+        path.unlink(missing_ok=True)
 
 
 def _ingest(corpus, args):
@@ -201,7 +191,7 @@ def _ingest(corpus, args):
 def cmd_build(args) -> int:
     corpus = _open(args)
     if args.factors and args.gamma is not None:  # a gamma the model cannot take fails now, not after the features
-        from corpus_index.factor_cache import resolve_schedule
+        from corpus_index.explanation import resolve_schedule
         from corpus_index.models import load_model
 
         for key in args.models:
@@ -236,16 +226,15 @@ def cmd_explain(args) -> int:
     explanation = corpus.explain(args.model, args.id1, args.id2, gamma=args.gamma, pool=args.pool)
     title = (f"{explanation.model_key}: items {args.id1} and {args.id2}, y = {explanation.score:.4g}, "
              f"sum of explanation = {explanation.total:.4g}")
-    picture = explanation.draw(top=args.pairs, height=max(256, explanation.image1.height))
+    from bilrp_core.render import PairStyle
+
+    picture = explanation.draw(top=args.pairs, style=PairStyle(height=max(256, explanation.image1.height)))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     picture.save(args.out, format="PNG")
     print(title)
     print(f"wrote {args.out}")
-    if args.csv:
-        sizes = [(corpus.item(i).get("width"), corpus.item(i).get("height")) for i in (args.id1, args.id2)]
-        known = all(w and h for w, h in sizes)
-        table = explanation.table(n=args.pairs, original_sizes=sizes if known else None)
-        _write_csv(table, args.csv)
+    if args.csv:  # boxes on the model input and on the scans (a region item's on its page), as the explorer's
+        _write_csv(explanation.table(n=args.pairs), args.csv)
     return 0
 
 
@@ -286,24 +275,6 @@ COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "build": cmd_build, "query":
             "explain": cmd_explain, "export": cmd_export, "info": cmd_info}
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from corpus_index.corpus import StaleModelDataError
-    from corpus_index.integrity import DamagedFileError, StaleContentError
-    from corpus_index.store import SchemaVersionError  # and its CorpusDatabaseError
-
-    errors: list[type[BaseException]] = [FileNotFoundError, NotADirectoryError, IsADirectoryError, KeyError,
-                                         ValueError, TypeError,
-                                         PermissionError, DamagedFileError, StaleContentError, StaleModelDataError,
-                                         SchemaVersionError]
-    try:
-        import bilrp_core
-
-        errors += [bilrp_core.WeightsUnavailableError, bilrp_core.UnsupportedLayerError]
-    except ImportError:  # pragma: no cover - bilrp_core is part of the project
-        pass
-    return tuple(errors)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -322,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished batches are kept, rerun the command to continue", file=sys.stderr)
         return 130
-    except _user_errors() as error:
+    except user_errors() as error:
         if os.environ.get("CORPUS_INDEX_DEBUG"):
             raise
         message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)

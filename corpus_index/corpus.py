@@ -1,8 +1,7 @@
 """The :class:`Corpus` facade: one object for a corpus root (store, features, indexes, factor cache).
 
-Everything the app and the CLI do goes through it (docs/design.md). Root layout: ``corpus.sqlite``,
-``thumbs/``, ``images/``, ``features/<model_key>/batch_*.npz``, ``indexes/<model_key>.faiss``,
-``factors/<model_key>/<gamma-hash>-p<pool>/<item_id>.npy``.
+Everything the app and the CLI do goes through it (docs/design.md). The paths under the root are named in
+:mod:`corpus_index.layout`; builds are :mod:`corpus_index.build`'s, explanations :mod:`corpus_index.explanation`'s.
 
 Stored features, index rows and factors are used for an item only if they carry its current content tag
 (:mod:`corpus_index.integrity`): otherwise a query or explanation raises :class:`StaleContentError` (features,
@@ -20,32 +19,22 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from corpus_index import factor_cache as fc
+from corpus_index import explanation as ex
 from corpus_index.build import BuildReport, build_model, model_dim, precompute_factors
+from corpus_index.errors import CorpusNotFoundError, ItemNotFoundError, StaleModelDataError
+from corpus_index.factor_cache import FactorCache, FactorReport
 from corpus_index.faiss_index import INDEX_KINDS, IndexMissingError, VectorIndex
 from corpus_index.features import FeatureStore, compute_batch
-from corpus_index.integrity import StaleContentError, check_index  # noqa: F401 - StaleContentError is API
+from corpus_index.filters import check_filters
+from corpus_index.integrity import StaleContentError, check_index
+from corpus_index.layout import Layout
 from corpus_index.model_stamp import is_stale
-from corpus_index.models import canonical_key, key_transform_count, load_model, transform_count
+from corpus_index.models import canonical_key, key_transform_count, load_model
 from corpus_index.progress import Progress
-from corpus_index.store import DB_NAME, Store
+from corpus_index.store import Store, parse_region
 
-FILTERS = ("kind", "book", "year_min", "year_max", "place", "printer", "group")
-
-
-class CorpusNotFoundError(FileNotFoundError):
-    """The corpus root (or its database) does not exist and ``create`` was not asked for."""
-
-
-class StaleModelDataError(RuntimeError):
-    """Stored data of a model key was computed with another version of the model (e.g. retrained weights)."""
-
-
-class ItemNotFoundError(KeyError):
-    """No item with this id in the corpus."""
-
-    def __str__(self) -> str:  # KeyError would print the message with quotes around it
-        return str(self.args[0])
+# Errors a caller of the facade catches, importable from here.
+__all__ = ["Corpus", "CorpusNotFoundError", "ItemNotFoundError", "StaleContentError", "StaleModelDataError"]
 
 
 class Corpus:
@@ -61,8 +50,9 @@ class Corpus:
 
     def __init__(self, root: str | Path, store: Store):
         self.root = Path(root).expanduser().resolve()
+        self.layout = Layout(self.root)
         self.store = store
-        self.factor_cache = fc.FactorCache(self.root)
+        self.factor_cache = FactorCache(self.root)
         self._feature_stores: dict[str, FeatureStore] = {}
         self._current: set[str] = set()  # model keys whose stored data was checked against the current model
         self._verified: dict[str, tuple] = {}  # index file -> signature of the files last found to match the store
@@ -77,8 +67,8 @@ class Corpus:
             If there is no corpus at ``root`` and ``create`` is False.
         """
         root = Path(root).expanduser()
-        if not create and not (root / DB_NAME).is_file():
-            raise CorpusNotFoundError(f"no corpus at {root} (missing {root / DB_NAME}); create one with "
+        if not create and not Layout(root).db.is_file():
+            raise CorpusNotFoundError(f"no corpus at {root} (missing {Layout(root).db}); create one with "
                                       "'python -m corpus_index --root ROOT ingest ...' or 'demo'")
         return cls(root, Store(root, create=create))
 
@@ -133,19 +123,6 @@ class Corpus:
                     return thumb.convert("RGB")
         return make_thumbnail(self.image(item_id))
 
-    def _rows(self, item_ids: Sequence[int] | None = None) -> list[tuple[int, str, str | None]]:
-        frame = self.store.query_items(ids=item_ids)
-        return [(int(i), str(self.store.resolve_path(p)), r if isinstance(r, str) and r else None)
-                for i, p, r in zip(frame["id"], frame["path"], frame["region"], strict=True)]
-
-    def _filtered_ids(self, **filters) -> np.ndarray | None:
-        active = {k: v for k, v in filters.items() if v is not None and not (isinstance(v, str) and v == "")}
-        if not active:
-            return None
-        query_ids = getattr(self.store, "query_ids", None)  # a lean id-only query if the store offers one
-        ids = query_ids(**active) if query_ids else self.store.query_items(**active)["id"]
-        return np.asarray(ids, dtype=np.int64)
-
     # -- features and indexes -----------------------------------------------------------------------------------
     def features(self, model_key: str) -> FeatureStore:
         """The feature batches of a model key."""
@@ -196,10 +173,7 @@ class Corpus:
 
     def models(self) -> list[str]:
         """Model keys that have an index in this corpus."""
-        folder = self.root / "indexes"
-        if not folder.is_dir():
-            return []
-        return sorted({p.name.split(".")[0] for p in folder.glob("*.faiss")})
+        return self.layout.indexed_keys()
 
     def stale_models(self) -> list[str]:
         """Indexed model keys whose stored data came from another version of the model (rebuild them).
@@ -233,16 +207,19 @@ class Corpus:
 
         See :func:`corpus_index.build.build_model` for the parameters.
         """
-        return build_model(self, model_key, batch_size=batch_size, progress=progress, engine=engine,
-                           address=address, index=index, factors=factors, gamma=gamma, pool=pool,
-                           concurrency=concurrency)
+        key = canonical_key(model_key)
+        report = build_model(self.store, key, self.features(key), self.factor_cache, batch_size=batch_size,
+                             progress=progress, engine=engine, address=address, index=index, factors=factors,
+                             gamma=gamma, pool=pool, concurrency=concurrency)
+        self._current.add(key)  # its stored data now comes from the current model
+        return report
 
     def precompute_factors(self, model_key: str, item_ids: Sequence[int] | None = None, gamma=None, pool=8,
                            progress: Progress | None = None, engine: str = "local", address: str | None = None,
-                           concurrency: int = 2) -> fc.FactorReport:
+                           concurrency: int = 2) -> FactorReport:
         """Cache the BiLRP factors of these items (default: all) for ``gamma`` and ``pool``."""
-        return precompute_factors(self, model_key, item_ids, gamma=gamma, pool=pool, progress=progress,
-                                  engine=engine, address=address, concurrency=concurrency)
+        return precompute_factors(self.store, self.factor_cache, model_key, item_ids, gamma=gamma, pool=pool,
+                                  progress=progress, engine=engine, address=address, concurrency=concurrency)
 
     # -- search -------------------------------------------------------------------------------------------------
     def query_vector(self, model_key: str, item_id: int | None = None, image=None) -> np.ndarray:
@@ -259,11 +236,8 @@ class Corpus:
                 return self.features(key).vector(int(item_id), tag=self._tag(item_id))
             except KeyError as error:
                 raise ItemNotFoundError(str(error.args[0])) from None
-        if not isinstance(image, Image.Image):
-            from corpus_index.images import open_validated
-
-            image = open_validated(image)
-        ids, vectors, skipped = compute_batch(load_model(key), [(-1, "uploaded image", None)], images=[image])
+        upload = [_as_image(image)]
+        ids, vectors, skipped = compute_batch(load_model(key), [(-1, "uploaded image", None)], images=upload)
         if skipped:
             raise ValueError(f"cannot compute features of the image: {skipped[0][1]}")
         return vectors[0]
@@ -292,9 +266,7 @@ class Corpus:
         pandas.DataFrame
             ``rank, id, score`` then the item metadata; ``attrs["exact"]`` says whether the index is exact.
         """
-        unknown = sorted(set(filters) - set(FILTERS))
-        if unknown:
-            raise TypeError(f"unknown filter(s) {unknown}; known: {list(FILTERS)}")
+        check_filters(filters)
         vector_index = self.index(model_key, index)
         query = self.query_vector(model_key, item_id=item_id, image=image)
         excluded = []
@@ -304,7 +276,7 @@ class Corpus:
             if exclude_same_book and book:
                 excluded.extend(int(i) for i in self.store.query_items(book=book)["id"])
         group = key_transform_count(model_key)
-        items, scores = vector_index.search_items(query, k, allowed=self._filtered_ids(**filters),
+        items, scores = vector_index.search_items(query, k, allowed=self.store.filtered_ids(**filters),
                                                   excluded=np.asarray(excluded, dtype=np.int64), group=group)[0]
         return self._result_frame(items, scores, vector_index.exact)
 
@@ -343,76 +315,51 @@ class Corpus:
         if item_id is not None:
             self.item(item_id)
             self._check_current(key)
-            return self.factor_cache.get(model, key, int(item_id), lambda: self.image(item_id), gamma, pool,
-                                         transform, tag=self._tag(item_id))[0]
-        if not isinstance(image, Image.Image):
-            from corpus_index.images import open_validated
+            return ex.cached_factors(self.factor_cache, model, key, int(item_id), lambda: self.image(item_id),
+                                     gamma, pool, transform, tag=self._tag(item_id))[0]
+        transform = ex.check_transform(model, transform)
+        return ex.compute_factors(model, _as_image(image), ex.resolve_schedule(model, gamma), pool, transform)
 
-            image = open_validated(image)
-        transform = fc._check_transform(model, transform)
-        return fc.compute_factors(model, image, fc.resolve_schedule(model, gamma), pool, transform)
-
-    def explain(self, model_key: str, id1: int, id2: int, gamma=None, pool=8) -> fc.Explanation:
+    def explain(self, model_key: str, id1: int, id2: int, gamma=None, pool=8) -> ex.Explanation:
         """BiLRP explanation of the similarity of two items, from cached factors (computed on first use).
 
         For rotation-max models, the pair of flips/rotations with the highest similarity is explained, on the
-        images in their original orientation.
+        images in their original orientation. Its table of patch pairs gives boxes on the items' image files
+        (a region item's on its page).
         """
-        return self._explain(model_key, [int(id1), int(id2)], [None, None], gamma, pool)
-
-    def explain_image(self, model_key: str, image, item_id: int, gamma=None, pool=8) -> fc.Explanation:
-        """BiLRP explanation of (an uploaded image, a corpus item): the upload's factors are computed (not
-        cached), the item's come from the cache. ``image`` is a PIL image or a path."""
-        if not isinstance(image, Image.Image):
-            from corpus_index.images import open_validated
-
-            image = open_validated(image)
-        return self._explain(model_key, [None, int(item_id)], [image, None], gamma, pool)
-
-    def _explain(self, model_key: str, ids: list, uploads: list, gamma, pool) -> fc.Explanation:
         key = canonical_key(model_key)
         model = load_model(key)
-        if any(item_id is not None for item_id in ids):
-            self._check_current(key)
-        schedule = fc.resolve_schedule(model, gamma)
-        images = [upload if item_id is None else self.image(item_id) for item_id, upload in zip(ids, uploads,
-                                                                                                strict=True)]
-        inputs = [model.preprocess(image) for image in images]
-        phis = []
-        for item_id, x in zip(ids, inputs, strict=True):
-            try:
-                if item_id is None:
-                    raise KeyError("uploaded image")
-                phis.append(self.features(key).vector(item_id, tag=self._tag(item_id)))
-            except KeyError:  # an upload, or a model not built yet: one forward pass
-                import torch
+        self._check_current(key)
+        schedule = ex.resolve_schedule(model, gamma)  # a bad γ is refused before any image is read
+        sides = [self._pair_side(key, int(id1)), self._pair_side(key, int(id2))]
+        return ex.explain_pair(self.factor_cache, model, key, sides, schedule, pool)
 
-                from corpus_index.models import embed
+    def explain_image(self, model_key: str, image, item_id: int, gamma=None, pool=8) -> ex.Explanation:
+        """BiLRP explanation of (an uploaded image, a corpus item): the upload's factors are computed (not
+        cached), the item's come from the cache. ``image`` is a PIL image or a path."""
+        image = _as_image(image)
+        key = canonical_key(model_key)
+        model = load_model(key)
+        self._check_current(key)
+        schedule = ex.resolve_schedule(model, gamma)
+        sides = [ex.PairSide(image=image), self._pair_side(key, int(item_id))]
+        return ex.explain_pair(self.factor_cache, model, key, sides, schedule, pool)
 
-                with torch.no_grad():
-                    phis.append(embed(model, x)[0].cpu().numpy())
-        group = transform_count(model)
-        scores = phis[0].reshape(group, -1).astype(np.float64) @ phis[1].reshape(group, -1).astype(np.float64).T
-        best = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        transforms = [None, None] if group == 1 else [int(t) for t in best]
-        factors, cached = [], []
-        for item_id, image, transform in zip(ids, images, transforms, strict=True):
-            if item_id is None:
-                factors.append(fc.compute_factors(model, image, schedule, pool, transform))
-                cached.append(False)
-            else:
-                array, hit = self.factor_cache.get(model, key, item_id, lambda image=image: image, gamma, pool,
-                                                   transform, tag=self._tag(item_id))
-                factors.append(array)
-                cached.append(hit)
-        pair = fc.pair_from_factors(*factors)
-        names = None
-        if group > 1:
-            from bilrp_core.rotation import TRANSFORMS
+    def _pair_side(self, key: str, item_id: int) -> ex.PairSide:
+        """An item as one side of a pair: its image, stored φ (if current), content tag and place on its file."""
+        region = parse_region(self.item(item_id).get("region"))
+        try:
+            phi = self.features(key).vector(item_id, tag=self._tag(item_id))
+        except KeyError:  # a model not built yet: the explanation computes φ
+            phi = None
+        return ex.PairSide(image=self.image(item_id), item_id=item_id, phi=phi, tag=self._tag(item_id),
+                           offset=(0, 0) if region is None else (int(region[0]), int(region[1])))
 
-            names = tuple(TRANSFORMS[t][0] for t in transforms)
-        return fc.Explanation(
-            pair=pair, score=float(scores[best]), total=float(pair.sum(dtype=np.float64)),
-            image1=fc.model_input_image(model, inputs[0], images[0]),
-            image2=fc.model_input_image(model, inputs[1], images[1]),
-            model_key=key, gamma=schedule, pool=pool, ids=tuple(ids), cached=tuple(cached), transforms=names)
+
+def _as_image(image) -> Image.Image:
+    """A PIL image as given, or a file or bytes opened and validated like an ingest."""
+    if isinstance(image, Image.Image):
+        return image
+    from corpus_index.images import open_validated
+
+    return open_validated(image)

@@ -1,14 +1,19 @@
-"""Neighbour tables for many queries at once (``python -m corpus_index export``)."""
+"""Neighbour tables for many queries at once (``python -m corpus_index export``).
+
+Uses only the public side of a :class:`~corpus_index.corpus.Corpus` (its verified index, current vectors, items)
+and its :class:`~corpus_index.store.Store` (filters, books).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from corpus_index.models import key_transform_count
+from corpus_index.progress import Progress
 
 if TYPE_CHECKING:
     from corpus_index.corpus import Corpus
@@ -18,7 +23,7 @@ QUERY_CHUNK = 256  # queries per faiss call: batched search is much faster than 
 
 def export_neighbours(corpus: Corpus, model_key: str, item_ids: Sequence[int] | None = None, k: int = 10,
                       exclude_same_book: bool = False, index: str | None = None,
-                      progress: Callable[[int, int, str], None] | None = None, **filters) -> pd.DataFrame:
+                      progress: Progress | None = None, **filters) -> pd.DataFrame:
     """Neighbours of many items as one long table (see :meth:`corpus_index.corpus.Corpus.export`).
 
     Each query over-fetches by one (itself) plus, with ``exclude_same_book``, the size of the largest book, so
@@ -43,7 +48,7 @@ def export_neighbours(corpus: Corpus, model_key: str, item_ids: Sequence[int] | 
     extra = 1
     if exclude_same_book:
         extra += int(corpus.store.books()["n_items"].max() or 0)
-    allowed = corpus._filtered_ids(**filters)
+    allowed = corpus.store.filtered_ids(**filters)
     group = key_transform_count(model_key)
     parts = []
     for start in range(0, len(query_ids), QUERY_CHUNK):

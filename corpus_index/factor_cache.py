@@ -1,13 +1,14 @@
-"""Cached BiLRP factors: each image's pooled relevance factors R(x) (h x H/p x W/p), computed once.
+"""The disk cache of BiLRP factors: each image's pooled relevance factors R(x) (h x H/p x W/p), stored once.
 
 BiLRP(x, x') = sum_m R_m(x) (x) R_m(x'), and R(x) does not depend on the other image. So the factors of every
 image are cached per (item, model key, gamma schedule, pool) in
 ``ROOT/factors/<model_key>/<gamma-hash>-p<pool>/<item_id>.npy`` (float32, written atomically), and explaining a
 query against k neighbours costs k + 1 factor computations once, then one matrix product per pair.
 
-The gamma hash is taken over the *resolved* schedule ({layer index: gamma} after applying the model's defaults),
-as canonical JSON, so ``gamma=None`` and the explicit default schedule share one cache entry. Each folder holds
-a ``spec.json`` saying which schedule and pool it is for.
+Computing factors is :mod:`corpus_index.explanation`'s; this module only names, reads, writes and repairs the
+files. The gamma hash is taken over the *resolved* schedule ({layer index: gamma} after applying the model's
+defaults) as canonical JSON (string keys, sorted), so ``gamma=None`` and the explicit default schedule share one
+cache entry. Each folder holds a ``spec.json`` saying which schedule and pool it is for.
 
 Each file is a plain ``.npy`` array followed by a trailer line ``#corpus-index content:<tag>`` naming the
 content tag of the item it was computed from (:func:`corpus_index.integrity.content_tag`; numpy ignores bytes
@@ -24,37 +25,30 @@ import hashlib
 import json
 import numbers
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
 from corpus_index.atomic import atomic_write
 from corpus_index.integrity import READ_ERRORS, DamagedFileError, set_aside_file
-from corpus_index.progress import Progress
+from corpus_index.layout import Layout
 
 _TRAILER = b"#corpus-index content:"
 _FILE_NAME = re.compile(r"^(\d+)(?:-t(\d+))?\.npy$")
 
 
-def resolve_schedule(model: torch.nn.Module, gamma) -> dict:
-    """The full gamma schedule for ``model`` as a JSON-ready dict (layer index as string -> float)."""
-    import bilrp_core
-
-    if isinstance(gamma, bool) or not (gamma is None or isinstance(gamma, numbers.Real | dict)):
-        raise TypeError(f"gamma must be None, a number or a dict {{layer index: gamma}}, not {gamma!r}")
-    inner = getattr(model, "model", None)  # RotationMax explains its wrapped model
-    target = model if hasattr(model, "layers") or inner is None else inner
-    schedule = bilrp_core.resolve_gamma(target, gamma)
-    return {str(int(index)): float(value) for index, value in sorted(schedule.items())}
+def schedule_json(schedule: dict) -> dict[str, float]:
+    """A resolved schedule {layer index: gamma} as JSON wants it: string keys, in layer order."""
+    return {str(int(index)): float(value) for index, value in sorted(schedule.items(), key=lambda kv: int(kv[0]))}
 
 
 def gamma_hash(schedule: dict) -> str:
-    """A short, stable hash of a resolved schedule (canonical JSON: sorted keys, no spaces)."""
-    canonical = json.dumps(schedule, sort_keys=True, separators=(",", ":"))
+    """A short, stable hash of a resolved schedule (canonical JSON: string keys sorted as text, no spaces).
+
+    Folder names depend on it: the form must not change, or every cached factor would be computed again.
+    """
+    canonical = json.dumps(schedule_json(schedule), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -68,86 +62,6 @@ def pool_tag(pool) -> str:
     if ph < 1 or pw < 1:
         raise ValueError(f"pool must be at least 1, got {pool}")
     return f"p{ph}" if ph == pw else f"p{ph}x{pw}"
-
-
-def model_input_image(model, x: torch.Tensor, original: Image.Image | None = None) -> Image.Image:
-    """The image the model saw, as PIL at the model's input size, for drawing explanations on.
-
-    In order: the model's own ``input_image(x)`` if it has one; the ``original`` scan resized to the input's
-    size (right for models whose preprocessing rescales the whole page, like VGG-16 and the bigram network, and
-    keeps the scan's colours rather than e.g. the bigram network's inverted ink); the input mapped back through
-    the model's z^B input bounds (the values pixel 0 and 1 map to); else the tensor stretched to [0, 1].
-    """
-    for candidate in (model, getattr(model, "model", None)):
-        if candidate is not None and callable(getattr(candidate, "input_image", None)):
-            return candidate.input_image(x)
-    height, width = x.shape[-2:]
-    if original is not None:
-        return original.convert("RGB").resize((int(width), int(height)), resample=Image.Resampling.BICUBIC)
-    x = x.detach().float().cpu()[0]
-    source = model if hasattr(model, "input_low") else getattr(model, "model", model)
-    if hasattr(source, "input_low"):
-        low, high = (t.detach().float().cpu().reshape(-1, 1, 1) for t in source.input_bounds)
-        scaled = (x - low) / (high - low)
-    else:
-        scaled = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
-    pixels = (scaled.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    if pixels.shape[2] == 1:
-        return Image.fromarray(pixels[:, :, 0], mode="L")
-    return Image.fromarray(pixels[:, :, :3], mode="RGB")
-
-
-@dataclass
-class Explanation:
-    """A BiLRP explanation of one pair, ready to draw.
-
-    Attributes
-    ----------
-    pair : ndarray (H1/p, W1/p, H2/p, W2/p) float32
-        Relevance of every pair of pool x pool patches; its sum is the explained similarity.
-    score : float
-        y = <phi(x), phi(x')>, the similarity the index shows.
-    total : float
-        ``pair.sum()``; equals ``score`` up to rounding for bias-free ReLU models (Proposition 1).
-    image1, image2 : PIL.Image
-        The two images as the model saw them (model input size), for drawing.
-    model_key : str
-    gamma : dict
-        The resolved schedule {layer index: gamma} used.
-    pool : int or tuple
-    ids : tuple
-        The two item ids (None for an uploaded image).
-    cached : (bool, bool)
-        Whether each image's factors came from the cache.
-    transforms : (str, str) or None
-        Rotation-max models: the flips/rotations of the two images whose similarity is the max (the pair matrix
-        is drawn on the images in their original orientation).
-    """
-
-    pair: np.ndarray
-    score: float
-    total: float
-    image1: Image.Image
-    image2: Image.Image
-    model_key: str
-    gamma: dict
-    pool: int | tuple
-    ids: tuple = (None, None)
-    cached: tuple = field(default=(False, False))
-    transforms: tuple | None = None
-
-    def table(self, n: int = 20, sign: str = "both", original_sizes=None):
-        """The ``n`` strongest patch pairs with pixel boxes (:func:`bilrp_core.render.top_pairs`)."""
-        from bilrp_core.render import top_pairs
-
-        sizes = (self.image1.size, self.image2.size)
-        return top_pairs(self.pair, pool=self.pool, n=n, sign=sign, input_sizes=sizes, original_sizes=original_sizes)
-
-    def draw(self, top: int = 30, sign: str = "both", **options) -> Image.Image:
-        """Both images side by side with curves between the strongest pairs (:func:`bilrp_core.render.draw_pair`)."""
-        from bilrp_core.render import draw_pair
-
-        return draw_pair(self.image1, self.image2, self.pair, top=top, sign=sign, **options)
 
 
 @dataclass
@@ -170,21 +84,21 @@ class FactorCache:
 
     def __init__(self, root: str | Path):
         self.corpus_root = Path(root)
-        self.root = Path(root) / "factors"
+        self.layout = Layout(self.corpus_root)
+        self.root = self.layout.factors
 
     def folder(self, model_key: str, schedule: dict, pool) -> Path:
         """The folder of one (model key, schedule, pool); writes its ``spec.json`` on first use."""
-        folder = self.root / model_key / f"{gamma_hash(schedule)}-{pool_tag(pool)}"
+        folder = self.layout.factor_folder(model_key, f"{gamma_hash(schedule)}-{pool_tag(pool)}")
         spec = folder / "spec.json"
         if not spec.exists():
-            text = json.dumps({"model_key": model_key, "gamma": schedule, "pool": pool}, indent=1)
+            text = json.dumps({"model_key": model_key, "gamma": schedule_json(schedule), "pool": pool}, indent=1)
             atomic_write(spec, lambda tmp: Path(tmp).write_text(text))
         return folder
 
     def path(self, model_key: str, schedule: dict, pool, item_id: int, transform: int | None = None) -> Path:
         """Where the factors of ``item_id`` live (``<id>.npy``; ``<id>-t<transform>.npy`` for rotation-max)."""
-        name = f"{int(item_id)}.npy" if transform is None else f"{int(item_id)}-t{int(transform)}.npy"
-        return self.folder(model_key, schedule, pool) / name
+        return self.folder(model_key, schedule, pool) / Layout.factor_name(item_id, transform)
 
     def read(self, path: Path, model_key: str, data: bool = True) -> tuple[np.ndarray | None, str | None]:
         """(factors or None when ``data`` is False, content tag or None) of one file; damage -> DamagedFileError."""
@@ -235,7 +149,7 @@ class FactorCache:
     def save(self, model_key: str, schedule: dict, pool, item_id: int, factors,
              transform: int | None = None, tag: str = "") -> Path:
         """Store factors (h, H/p, W/p) as float32 with the item's content tag, atomically."""
-        array = factors.detach().cpu().numpy() if isinstance(factors, torch.Tensor) else np.asarray(factors)
+        array = factors.detach().cpu().numpy() if hasattr(factors, "detach") else np.asarray(factors)  # torch
         array = np.ascontiguousarray(array, dtype=np.float32)
 
         def write(tmp: str) -> None:
@@ -273,115 +187,3 @@ class FactorCache:
             if stale:
                 moved.append(set_aside_file(self.corpus_root, model_key, path))
         return moved
-
-    def get(self, model, model_key: str, item_id: int, image: Callable[[], Image.Image], gamma=None, pool=8,
-            transform: int | None = None, tag: str | None = None) -> tuple[np.ndarray, bool]:
-        """Factors of one item, computed (and cached) on first use.
-
-        Parameters
-        ----------
-        model : SimilarityModel or RotationMax
-            The model ``model_key`` names.
-        model_key : str
-        item_id : int
-        image : callable
-            Returns the item's PIL image (only called on a cache miss).
-        gamma : None, float or dict
-        pool : int or (int, int)
-        transform : int, optional
-            Rotation-max models: which flip/rotation (factors mapped back to the original orientation);
-            default 0 (the identity).
-        tag : str, optional
-            The item's current content tag: a cached file with another tag is computed again (and replaced).
-
-        Returns
-        -------
-        factors : ndarray (h, H/p, W/p) float32
-        cached : bool
-            Whether they came from the cache.
-        """
-        transform = _check_transform(model, transform)
-        schedule = resolve_schedule(model, gamma)
-        factors = self.load(model_key, schedule, pool, item_id, transform, tag)
-        if factors is not None:
-            return factors, True
-        factors = compute_factors(model, image(), schedule, pool, transform)
-        self.save(model_key, schedule, pool, item_id, factors, transform, tag or "")
-        return factors, False
-
-    def precompute(self, model, model_key: str, rows: Sequence[tuple[int, str, str | None]],
-                   load_image: Callable[[str, str | None], Image.Image], gamma=None, pool=8,
-                   progress: Progress | None = None, tags: dict[int, str] | None = None) -> FactorReport:
-        """Compute and cache the factors of every item in ``rows`` that has none yet (in-process).
-
-        Rotation-max models get all 8 transforms per item. An interruption keeps every finished item, so a rerun
-        continues where it stopped. ``tags`` (item id -> content tag) makes files of other content count as
-        missing.
-        """
-        tags = tags or {}
-        schedule = resolve_schedule(model, gamma)
-        transforms = model_transforms(model)
-        report = FactorReport()
-        todo = []
-        for item_id, path, region in rows:
-            if all(self.is_current(model_key, schedule, pool, item_id, t, tags.get(int(item_id), ""))
-                   for t in transforms):
-                report.cached += 1
-            else:
-                todo.append((item_id, path, region))
-        for number, (item_id, path, region) in enumerate(todo, start=1):
-            try:
-                image = load_image(path, region)
-            except Exception as error:  # one unreadable scan must not stop the corpus
-                report.skipped.append((int(item_id), f"{path}: {error}"))
-            else:
-                for transform in transforms:
-                    factors = compute_factors(model, image, schedule, pool, transform)
-                    self.save(model_key, schedule, pool, item_id, factors, transform, tags.get(int(item_id), ""))
-                report.computed += 1
-            if progress is not None:
-                progress(report.cached + number, len(rows), f"BiLRP factors {model_key}: {item_id}")
-        return report
-
-
-def model_transforms(model) -> list[int | None]:
-    """The transforms whose factors an item has: ``[None]``, or ``[0, ..., 7]`` for rotation-max models."""
-    from corpus_index.models import transform_count
-
-    count = transform_count(model)
-    return [None] if count == 1 else list(range(count))
-
-
-def _check_transform(model, transform: int | None) -> int | None:
-    transforms = model_transforms(model)
-    if transforms == [None]:
-        if transform not in (None, 0):
-            raise ValueError(f"transform={transform}: this model has no flips/rotations")
-        return None
-    transform = 0 if transform is None else int(transform)
-    if transform not in transforms:
-        raise ValueError(f"transform must be one of {transforms}, got {transform}")
-    return transform
-
-
-def compute_factors(model, image: Image.Image, schedule: dict, pool, transform: int | None = None) -> np.ndarray:
-    """R(x) of one image (``bilrp_core.relevance_factors`` on the preprocessed image) as float32 numpy.
-
-    For rotation-max models, the factors of tau_transform(x) mapped back to the orientation of x.
-    """
-    import bilrp_core
-
-    gamma = {int(index): value for index, value in schedule.items()}
-    x = model.preprocess(image)
-    if transform is None:
-        factors = bilrp_core.relevance_factors(model, x, gamma=gamma, pool=pool)
-    else:
-        factors = model.relevance_factors(x, transform, gamma=gamma, pool=pool)
-    return factors.detach().cpu().numpy().astype(np.float32)
-
-
-def pair_from_factors(factors1: np.ndarray, factors2: np.ndarray) -> np.ndarray:
-    """The pair matrix sum_m R_m(x) (x) R_m(x') from cached factors: one matrix product."""
-    import bilrp_core
-
-    return bilrp_core.pair_matrix(torch.from_numpy(factors1), torch.from_numpy(factors2)).numpy()

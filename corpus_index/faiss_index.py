@@ -34,10 +34,10 @@ import numpy as np
 
 from corpus_index.atomic import atomic_save_npz, atomic_write, file_lock
 from corpus_index.integrity import READ_ERRORS, DamagedFileError, set_aside_file
+from corpus_index.layout import INDEX_SUFFIXES, Layout
 
-INDEX_KINDS = ("flat", "hnsw", "ivfpq")
+INDEX_KINDS = tuple(INDEX_SUFFIXES)
 EXACT_KINDS = ("flat",)
-_SUFFIX = {"flat": ".faiss", "hnsw": ".hnsw.faiss", "ivfpq": ".ivfpq.faiss"}
 # HNSW search breadth: recall@10 ~0.97 on 20k random 100-d vectors (0.88 at 64), see benchmarks/bench_index.py.
 HNSW_EF_SEARCH = 128
 
@@ -115,9 +115,9 @@ class VectorIndex:
         self.model_key = model_key
         self.kind = _check_kind(kind)
         self.root = Path(root)
-        self.path = Path(root) / "indexes" / f"{model_key}{_SUFFIX[kind]}"
-        self.tags_path = self.path.with_name(self.path.name + ".hashes.npz")
-        self.lock_path = Path(root) / "indexes" / f".{model_key}.{kind}.lock"
+        self.path = Layout(root).index(model_key, kind)
+        self.tags_path = Layout(root).index_tags(model_key, kind)
+        self.lock_path = Layout(root).index_lock(model_key, kind)
 
     @property
     def exact(self) -> bool:

@@ -33,6 +33,7 @@ from PIL import Image
 
 from corpus_index.atomic import atomic_save_npz, file_lock
 from corpus_index.integrity import READ_ERRORS, DamagedFileError, StaleContentError, set_aside_file
+from corpus_index.layout import Layout
 from corpus_index.models import embed
 from corpus_index.progress import Progress
 
@@ -94,8 +95,8 @@ class FeatureStore:
     def __init__(self, root: str | Path, model_key: str):
         self.model_key = model_key
         self.root = Path(root)
-        self.folder = Path(root) / "features" / model_key
-        self.lock_path = Path(root) / "features" / f".{model_key}.lock"
+        self.folder = Layout(root).features(model_key)
+        self.lock_path = Layout(root).features_lock(model_key)
         self._ids_cache: tuple[tuple, tuple] | None = None
         self._cache_lock = threading.Lock()
 

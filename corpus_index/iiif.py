@@ -61,6 +61,7 @@ from corpus_index.images import (
     write_bytes_atomic,
 )
 from corpus_index.ingest import IngestReport, Progress, add_image_item
+from corpus_index.layout import Layout
 from corpus_index.store import Store
 
 __all__ = ["DEFAULT_MANIFEST_TIMEOUT", "DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_MANIFEST_BYTES",
@@ -132,7 +133,7 @@ def _keep_reencoded(root: Path, image: Image.Image, max_size: int,
     image.save(buffer, format="PNG" if lossless else "JPEG", **({} if lossless else {"quality": 90}))
     encoded = buffer.getvalue()
     digest = sha256_bytes(encoded)  # the hash of the file as stored, as for scans ingested from a folder
-    relpath = f"images/{digest[:2]}/{digest}{'.png' if lossless else '.jpg'}"
+    relpath = Layout.image_relpath(digest, ".png" if lossless else ".jpg")
     write_bytes_atomic(encoded, Path(root) / relpath)
     return digest, relpath, image
 

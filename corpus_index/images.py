@@ -210,8 +210,9 @@ def write_bytes_atomic(data: bytes, dest: str | Path) -> Path:
 
 def thumb_relpath(digest: str, region: tuple[int, int, int, int] | None) -> str:
     """Where an item's thumbnail lives, relative to the corpus root (stable for the same hash + region)."""
-    suffix = "" if region is None else "_" + "_".join(str(n) for n in region)
-    return f"thumbs/{digest[:2]}/{digest[:24]}{suffix}.jpg"
+    from corpus_index.layout import Layout
+
+    return Layout.thumb_relpath(digest, "" if region is None else "_" + "_".join(str(n) for n in region))
 
 
 def write_thumbnail(root: str | Path, image: Image.Image, digest: str,
@@ -232,7 +233,9 @@ def keep_fetched_image(root: str | Path, data: bytes, image: Image.Image,
     if max(image.size) > max_size:
         image = make_thumbnail(image, max_size)
         suffix = None
-    relpath = f"images/{digest[:2]}/{digest}{suffix or '.jpg'}"
+    from corpus_index.layout import Layout
+
+    relpath = Layout.image_relpath(digest, suffix or ".jpg")
     if suffix:
         write_bytes_atomic(bytes(data), Path(root) / relpath)
     else:

@@ -40,6 +40,7 @@ from corpus_index.images import (
     sha256_file,
     write_thumbnail,
 )
+from corpus_index.layout import Layout
 from corpus_index.metadata_csv import (
     CSV_COLUMNS,
     PAGE_RANGE,
@@ -353,7 +354,7 @@ def ingest_folder(store: Store, folder: str | Path, metadata_csv: str | Path | N
     report = IngestReport(source=str(root))
     tasks, claimed = _tasks_from_csv(csv_path.resolve(), root, report) if csv_path else ([], set())
     # Never ingest the corpus's own thumbnails (nor its root, when the root lies inside the folder).
-    skip_dirs = {store.root / "thumbs"} | ({store.root} if store.root != root else set())
+    skip_dirs = {Layout(store.root).thumbs} | ({store.root} if store.root != root else set())
     tasks += _tasks_from_walk(root, claimed, skip_dirs, report)
     digests: dict[Path, str] = {}
     last_image: tuple[Path | None, Any] = (None, None)  # regions of one page reuse its decoded image

@@ -18,10 +18,11 @@ computes it again.
 from __future__ import annotations
 
 import shutil
-import time
 import zipfile
 import zlib
 from pathlib import Path
+
+from corpus_index.layout import Layout
 
 # What reading a truncated or overwritten .npy/.npz file can raise.
 READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError)
@@ -47,7 +48,7 @@ class DamagedFileError(RuntimeError):
         self.model_key = model_key
         detail = f" ({reason})" if reason else ""
         super().__init__(f"{self.path} is damaged{detail}; repair it with "
-                         f"'{repair_command(root, model_key)}' (it is moved to {Path(root) / 'replaced'})")
+                         f"'{repair_command(root, model_key)}' (it is moved to {Layout(root).replaced})")
 
 
 class StaleContentError(RuntimeError):
@@ -66,9 +67,7 @@ def content_tag(digest: str | None, region: str | None = None) -> str:
 
 def replaced_folder(root, model_key: str) -> Path:
     """A fresh ``ROOT/replaced/<key>-<UTC time>/`` folder (created)."""
-    folder = Path(root) / "replaced" / f"{model_key}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return Layout(root).replaced_folder(model_key)
 
 
 def set_aside_file(root, model_key: str, path) -> Path:

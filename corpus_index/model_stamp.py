@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 from .atomic import atomic_write
+from .layout import Layout
 
 
 def fingerprint(model) -> str:
@@ -22,13 +22,9 @@ def fingerprint(model) -> str:
     return str(getattr(model, "fingerprint", None) or getattr(model, "key", type(model).__name__))
 
 
-def _stamp_path(root: Path, key: str) -> Path:
-    return root / "stamps" / f"{key}.json"
-
-
 def read_stamp(root: str | Path, key: str) -> str | None:
     """The fingerprint the stored data of ``key`` was computed with, or None when there is no stamp."""
-    path = _stamp_path(Path(root), key)
+    path = Layout(root).stamp(key)
     try:
         return str(json.loads(path.read_text())["fingerprint"])
     except FileNotFoundError:
@@ -40,17 +36,12 @@ def read_stamp(root: str | Path, key: str) -> str | None:
 def write_stamp(root: str | Path, key: str, model) -> None:
     """Record that the stored data of ``key`` now comes from ``model``."""
     text = json.dumps({"key": key, "fingerprint": fingerprint(model)}, indent=1)
-    atomic_write(_stamp_path(Path(root), key), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(Layout(root).stamp(key), lambda tmp: Path(tmp).write_text(text))
 
 
 def stored_paths(root: str | Path, key: str) -> list[Path]:
-    """Everything stored for ``key``: its feature batches, index files and cached factors."""
-    root = Path(root)
-    paths = [root / "features" / key, root / "factors" / key]
-    indexes = root / "indexes"
-    if indexes.is_dir():
-        paths += [p for p in indexes.iterdir() if p.name.split(".")[0] == key and not p.name.endswith(".lock")]
-    return [p for p in paths if p.exists()]
+    """Everything stored for ``key``: its feature batches, index files and cached factors (:class:`Layout`)."""
+    return Layout(root).stored_paths(key)
 
 
 def is_stale(root: str | Path, key: str, model, stored_dim: int | None = None, model_dim=None) -> bool:
@@ -69,13 +60,12 @@ def is_stale(root: str | Path, key: str, model, stored_dim: int | None = None, m
 
 def set_aside(root: str | Path, key: str) -> Path | None:
     """Move the stored data of ``key`` to ``ROOT/replaced/<key>-<time>/`` and drop its stamp; returns the folder."""
-    root = Path(root)
-    paths = stored_paths(root, key)
+    layout = Layout(root)
+    paths = layout.stored_paths(key)
     if not paths:
         return None
-    target = root / "replaced" / f"{key}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    target.mkdir(parents=True, exist_ok=True)
+    target = layout.replaced_folder(key)
     for path in paths:
         shutil.move(str(path), str(target / f"{path.parent.name}-{path.name}"))
-    _stamp_path(root, key).unlink(missing_ok=True)
+    layout.stamp(key).unlink(missing_ok=True)
     return target

@@ -92,7 +92,7 @@ class FactorWorker:
         self.pool = pool
 
     def __call__(self, batch: dict) -> dict:
-        from corpus_index.factor_cache import compute_factors, model_transforms
+        from corpus_index.explanation import compute_factors, model_transforms
         from corpus_index.features import open_image
 
         rows = _batch_rows(batch)

@@ -19,10 +19,10 @@ content); it is reported and left out of the build until resolved.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from corpus_index.images import sha256_file
+from corpus_index.progress import Progress
 from corpus_index.store import Store, _now
 
 
@@ -35,7 +35,7 @@ class RehashReport:
     conflicts: list[tuple[int, str]] = field(default_factory=list)
 
 
-def refresh_hashes(store: Store, progress: Callable[[int, int, str], None] | None = None) -> RehashReport:
+def refresh_hashes(store: Store, progress: Progress | None = None) -> RehashReport:
     """Re-hash the item files whose size or mtime changed since their last check; update changed items' hashes."""
     conn = store._conn()
     by_path: dict[str, list[tuple[int, str, str | None]]] = {}

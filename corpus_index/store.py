@@ -41,11 +41,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from corpus_index.atomic import file_lock
+from corpus_index.filters import FILTERS, active_filters, check_filters, where_clause
 from corpus_index.images import format_region, parse_region  # noqa: F401 - part of this module's API
 from corpus_index.integrity import content_tag
+from corpus_index.layout import Layout
 from corpus_index.store_features import FeatureMarks
 from corpus_index.store_migrations import (  # noqa: F401 - part of this module's API
     MIGRATIONS,
@@ -57,7 +60,6 @@ from corpus_index.store_migrations import (  # noqa: F401 - part of this module'
     migrate,
 )
 
-DB_NAME = "corpus.sqlite"
 BOOK_FIELDS = ("title", "author", "printer", "place", "year")
 ITEM_FIELDS = ("hash", "source", "path", "region", "kind", "group", "book", "page", "label", "width",
                "height", "thumb")
@@ -65,9 +67,6 @@ ITEM_FIELDS = ("hash", "source", "path", "region", "kind", "group", "book", "pag
 ITEM_COLUMNS = ("id", "path", "kind", "group", "book", "title", "author", "printer", "place", "year", "page",
                 "label", "region", "width", "height", "source", "thumb", "hash")
 _INT_COLUMNS = ("year", "page", "width", "height")
-# Filters shared by query_items and count_items: name -> SQL expression over "items i JOIN books b".
-_EQUALITY_FILTERS = {"kind": "i.kind", "group": 'i."group"', "book": "i.book", "place": "b.place",
-                     "printer": "b.printer"}
 _DISTINCT_COLUMNS = {"kind": "i.kind", "group": 'i."group"', "book": "i.book", "label": "i.label",
                      "title": "b.title", "author": "b.author", "printer": "b.printer", "place": "b.place",
                      "year": "b.year"}
@@ -90,7 +89,8 @@ class Store(FeatureMarks):
 
     def __init__(self, root: str | Path, create: bool = True):
         self.root = Path(root).expanduser().resolve()
-        self.db_path = self.root / DB_NAME
+        self.layout = Layout(self.root)
+        self.db_path = self.layout.db
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
@@ -104,7 +104,7 @@ class Store(FeatureMarks):
         # Missing or empty. SQLite creates a database as a 0-byte file and writes its header a moment later, so
         # creation and the emptiness check hold one lock: an empty file seen under it is nobody's new store.
         self.root.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.root / f".{DB_NAME}.create.lock"):
+        with file_lock(self.layout.db_create_lock):
             if self._size() == 0:
                 raise empty_database_error(self.db_path)
             if self._size() is None and not create:
@@ -291,37 +291,6 @@ class Store(FeatureMarks):
         return path if path.is_absolute() else self.root / path
 
     # -- queries ----------------------------------------------------------------------------------
-    def _where(self, kind=None, book=None, year_min=None, year_max=None, place=None, printer=None, group=None,
-               ids=None) -> tuple[str, list[Any]]:
-        """SQL WHERE clause of the filters; a list means "any of these" (an empty list matches nothing)."""
-        clauses, params = [], []
-        for name, value in (("kind", kind), ("group", group), ("book", book), ("place", place),
-                            ("printer", printer)):
-            if value is None:
-                continue
-            column = _EQUALITY_FILTERS[name]
-            if isinstance(value, (list, tuple, set, frozenset, pd.Series)):
-                # json_each keeps the statement a fixed size however long the list.
-                clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
-                params.append(json.dumps([str(v) for v in value]))
-            else:
-                clauses.append(f"{column} = ?")
-                params.append(str(value))
-        for name, value, op in (("year_min", year_min, ">="), ("year_max", year_max, "<=")):
-            if value is None:
-                continue
-            try:
-                year = int(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a whole number, got {value!r}") from None
-            # A year range excludes items whose year is unknown (NULL compares as unknown, never true).
-            clauses.append(f"b.year IS NOT NULL AND b.year {op} ?")
-            params.append(year)
-        if ids is not None:
-            clauses.append("i.id IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps([int(i) for i in ids]))
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
     _FROM = " FROM items i LEFT JOIN books b ON b.book = i.book"
 
     def query_items(self, kind=None, book=None, year_min=None, year_max=None, place=None, printer=None,
@@ -332,8 +301,8 @@ class Store(FeatureMarks):
         (named ``extra_<key>`` where the key clashes with a standard column). ``year``, ``page``, ``width``
         and ``height`` are nullable integers (``Int64``).
         """
-        where, params = self._where(kind=kind, book=book, year_min=year_min, year_max=year_max, place=place,
-                                    printer=printer, group=group, ids=ids)
+        where, params = where_clause(kind=kind, book=book, year_min=year_min, year_max=year_max, place=place,
+                                     printer=printer, group=group, ids=ids)
         select = ", ".join(f'b."{c}"' if c in BOOK_FIELDS else f'i."{c}"' for c in ITEM_COLUMNS)
         sql = f"SELECT {select}, i.extra{self._FROM}{where} ORDER BY i.id"
         if limit is not None or offset:
@@ -354,12 +323,35 @@ class Store(FeatureMarks):
 
     def count_items(self, **filters: Any) -> int:
         """How many items match the filters (the keyword filters of :meth:`query_items`)."""
-        allowed = {"kind", "book", "year_min", "year_max", "place", "printer", "group", "ids"}
-        unknown = sorted(set(filters) - allowed)
-        if unknown:
-            raise TypeError(f"count_items: unknown filter(s) {unknown}; known: {sorted(allowed)}")
-        where, params = self._where(**filters)
+        check_filters(filters, (*FILTERS, "ids"), "count_items")
+        where, params = where_clause(**filters)
         return int(self._conn().execute(f"SELECT COUNT(*){self._FROM}{where}", params).fetchone()[0])
+
+    def filtered_ids(self, **filters: Any) -> np.ndarray | None:
+        """Ids of the items matching the filters (ascending), or None when no filter is set (every item).
+
+        ``None`` and ``""`` mean "any", so a search passes its filters as they come and gets None for "no
+        restriction" rather than the id of every item.
+        """
+        check_filters(filters)
+        active = active_filters(filters)
+        if not active:
+            return None
+        where, params = where_clause(**active)
+        rows = self._conn().execute(f"SELECT i.id{self._FROM}{where} ORDER BY i.id", params).fetchall()
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    def item_rows(self, ids: Iterable[int] | None = None) -> list[tuple[int, str, str | None]]:
+        """``(id, absolute image path, region or None)`` of these items (default: all), ordered by id.
+
+        What feature and factor computation needs to open each item's image, without the metadata.
+        """
+        sql, params = "SELECT id, path, region FROM items", []
+        if ids is not None:
+            sql += " WHERE id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps([int(i) for i in ids]))
+        rows = self._conn().execute(sql + " ORDER BY id", params).fetchall()
+        return [(int(i), str(self.resolve_path(p)), r or None) for i, p, r in rows]
 
     def distinct(self, column: str) -> list[Any]:
         """Sorted distinct non-empty values of a column (for filter widgets)."""

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bilrp_core.bigram import DEFAULT_SHIFTS, MAP_STRIDE, digit_detector, normalise_page, to_ink
+from bilrp_core.bigram import DEFAULT_SHIFTS
+from bilrp_core.detector import MAP_STRIDE, digit_detector
+from bilrp_core.page_ink import normalise_page, to_ink
 
 from .synthetic.fonts import TRAINING_TYPEFACES, TYPEFACES, load_font
 from .synthetic.training import digit_training_pages, training_book_pages
@@ -55,7 +57,7 @@ def digit_height(fonts, font_px=None):
     """Median ink height (px) of the digits 0–9 in ``fonts`` at ``font_px``: the print size the detector learns.
 
     Pages are later rescaled so that the median height of their glyph-like components (which on table pages
-    tracks the digits' height, see :func:`bilrp_core.bigram.estimate_component_height`) matches it.
+    tracks the digits' height, see :func:`bilrp_core.page_ink.estimate_component_height`) matches it.
     """
     font_px = sum(FONT_PX) / 2 if font_px is None else font_px
     heights = []

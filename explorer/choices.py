@@ -1,77 +1,70 @@
 """Model keys and γ schedules as the app offers them (plain Python: no Streamlit, testable on its own).
 
-The app composes a model key (:mod:`corpus_index.models` grammar) from a few choices — family, VGG layer,
-rotation/flip-max — and keeps h, seed and input size of the configured default model. γ is chosen as the model's
-own schedule, one global value, or one value per block of layers; it travels in deep links as text.
+The model families, their options, labels, layers and γ blocks are the registry's
+(:data:`corpus_index.models.FAMILIES`). The app composes a model key from a few choices — family, layer,
+rotation/flip-max, the family's switches — and keeps h, seed and input size of the configured default model.
+γ is chosen as the model's own schedule, one global value, or one value per block of layers; it travels in deep
+links as text.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
-from corpus_index.models import DEFAULT_IMAGE_SIZE, VGG_LAYERS, ModelSpec, canonical_key, parse_model_key
+from corpus_index.models import (
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_MODEL_KEY,
+    FAMILIES,
+    ModelSpec,
+    canonical_key,
+    family_of,
+    parse_model_key,
+)
 
-BIGRAM = "bigram"
-FAMILIES = {
-    "bigram": "Bigram network (digit pairs in tables)",
-    "vgg16in": "VGG-16, ImageNet weights",
-    "vgg16": "Untrained VGG-16 (demonstration)",
-}
 VGG_WEIGHTS_FILE = "vgg16-397923af.pth"
-# The authors' blocks of VGG-16 feature layers and their γ (bilrp_core.vgg.vgg_gamma).
 PROJ_DIMS = (8, 16, 32, 50, 100, 200)  # the h values the model controls offer
-VGG_BLOCKS = ((0, 10, "layers 1–10"), (11, 17, "layers 11–17"), (18, 24, "layers 18–24"), (25, 31, "layers 25–31"))
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    """What the user picked: family ('bigram', 'vgg16' or 'vgg16in'), VGG layer, rotation/flip-max and, for the
-    bigram network, aligned routing and square roots of the bigram sums."""
-
-    family: str
-    layer: int | None = None
-    rotation_max: bool = False
-    aligned: bool = False
-    root: bool = True
-
-    def key(self, base: ModelSpec) -> str:
-        """The model key of this choice, with h / seed / input size taken from ``base`` (a VGG spec)."""
-        if self.family == BIGRAM:
-            return ModelSpec("bigram", rotation_max=self.rotation_max, aligned=self.aligned, root=self.root).key
-        weights = "imagenet" if self.family == "vgg16in" else None
-        return ModelSpec("vgg16", layer=self.layer, proj_dim=base.proj_dim or 100, seed=base.seed or 0,
-                         image_size=base.image_size or 128, weights=weights, rotation_max=self.rotation_max).key
-
-
-def choice_of(key: str) -> ModelChoice:
-    """The :class:`ModelChoice` a model key stands for."""
-    spec = parse_model_key(key)
-    if spec.family == "bigram":
-        return ModelChoice(BIGRAM, None, spec.rotation_max, spec.aligned, spec.root)
-    if spec.family != "vgg16":
-        raise ValueError(f"model {key!r} is not one the explorer offers (bigram or VGG-16)")
-    return ModelChoice("vgg16in" if spec.weights == "imagenet" else "vgg16", spec.layer, spec.rotation_max)
-
-
-def vgg_base(*keys: str) -> ModelSpec:
-    """The first VGG spec among ``keys`` (its h, seed and size are kept when the layer changes)."""
+def sized_base(*keys: str) -> ModelSpec:
+    """The first spec among ``keys`` with h, seed and input size (the controls keep them when the family or layer
+    changes); else the default model's spec."""
     for key in keys:
         try:
             spec = parse_model_key(key)
         except ValueError:
             continue
-        if spec.family == "vgg16":
+        if spec.proj_dim is not None:
             return spec
-    return ModelSpec("vgg16", layer=17, proj_dim=100, seed=0, image_size=128)
+    return parse_model_key(DEFAULT_MODEL_KEY)
+
+
+def compose(prefix: str, base: ModelSpec, layer: int | None = None, rotation_max: bool = False,
+            **switches: bool) -> str:
+    """The model key the controls stand for: family ``prefix`` (a key of ``FAMILIES``) started from ``base``, with
+    the layer (families with layers only), rotation/flip-max and the family's switches (other switches ignored)."""
+    family = FAMILIES[prefix]
+    fields = {"rotation_max": bool(rotation_max),
+              **{s.field: bool(switches[s.field]) for s in family.switches if s.field in switches}}
+    if family.layers is not None and layer is not None:
+        fields["layer"] = int(layer)
+    return dataclasses.replace(family.start(base), **fields).key
+
+
+def chosen(key: str) -> tuple[str, ModelSpec]:
+    """(family prefix, spec) of a model key the controls can show; ValueError for malformed or custom keys."""
+    spec = parse_model_key(key)
+    family = family_of(spec)
+    if family is None:
+        raise ValueError(f"model {key!r} is not one the explorer offers ({', '.join(FAMILIES)})")
+    return family.prefix, spec
 
 
 def with_proj_dim(key: str, proj_dim: int) -> str:
-    """``key`` with another h (VGG only; other keys are returned unchanged)."""
+    """``key`` with another h (keys without one are returned unchanged)."""
     spec = parse_model_key(key)
-    if spec.family != "vgg16":
+    if spec.proj_dim is None or family_of(spec) is None:
         return key
     return dataclasses.replace(spec, proj_dim=int(proj_dim)).key
 
@@ -88,6 +81,11 @@ def imagenet_available() -> bool:
     return imagenet_weights_path().is_file()
 
 
+def weights_missing(prefix: str) -> bool:
+    """Whether family ``prefix`` needs weights that are not on this machine (the ImageNet VGG-16)."""
+    return FAMILIES[prefix].weights == "imagenet" and not imagenet_available()
+
+
 def imagenet_help() -> str:
     """How to provide the ImageNet weights offline."""
     return (f"VGG-16 ImageNet weights are not on this machine. To use them, copy `{VGG_WEIGHTS_FILE}` "
@@ -96,25 +94,10 @@ def imagenet_help() -> str:
             "Until then the untrained VGG-16 shows how the method works, but its similarities mean little.")
 
 
-def model_label(key: str) -> str:
-    """A short human-readable name of a model key."""
-    try:
-        spec = parse_model_key(key)
-    except ValueError:
-        return key
-    rot = " + rotation/flip-max" if spec.rotation_max else ""
-    if spec.family == "bigram":
-        sums = "" if spec.root else ", plain sums"
-        return f"Bigram network{sums}{', aligned routing' if spec.aligned else ''}{rot}"
-    if spec.family != "vgg16":
-        return key
-    weights = "ImageNet" if spec.weights == "imagenet" else "untrained"
-    return f"VGG-16 {weights}, layer {spec.layer}, h = {spec.proj_dim}, {spec.image_size} px{rot}"
-
-
 # -- γ ------------------------------------------------------------------------------------------------------------
 def blocks_for(schedule: dict, key: str) -> list[tuple[str, list[int], float]]:
-    """Groups of layers that share one γ slider: VGG blocks, else one group per layer.
+    """Groups of layers that share one γ slider: the family's γ blocks (``ModelFamily.gamma_blocks``), else one
+    group per layer.
 
     Parameters
     ----------
@@ -128,18 +111,21 @@ def blocks_for(schedule: dict, key: str) -> list[tuple[str, list[int], float]]:
     list of (label, layer indices, default γ)
     """
     layers = sorted(int(i) for i in schedule)
+
+    def value(i: int) -> float:
+        return float(schedule[str(i)] if str(i) in schedule else schedule[i])
+
     try:
-        vgg = parse_model_key(key).family == "vgg16"
+        family = family_of(parse_model_key(key))
     except ValueError:
-        vgg = False
-    if not vgg:
-        return [(f"layer {i}", [i], float(schedule[str(i)] if str(i) in schedule else schedule[i])) for i in layers]
+        family = None
+    if family is None or family.gamma_blocks is None:
+        return [(f"layer {i}", [i], value(i)) for i in layers]
     blocks = []
-    for low, high, label in VGG_BLOCKS:
+    for label, low, high in family.gamma_blocks():
         members = [i for i in layers if low <= i <= high]
         if members:
-            value = schedule[str(members[0])] if str(members[0]) in schedule else schedule[members[0]]
-            blocks.append((label, members, float(value)))
+            blocks.append((label, members, value(members[0])))
     return blocks
 
 
@@ -177,46 +163,54 @@ def parse_gamma(text: str | None):
 
 
 # -- which model keys the explorer offers -----------------------------------------------------------------------
-def _vgg_bases(known) -> list[ModelSpec]:
-    """The VGG specs whose seed and input size the model controls keep (see :func:`vgg_base`)."""
+def _sized_bases(known) -> list[ModelSpec]:
+    """The specs whose seed and input size the model controls keep (see :func:`sized_base`)."""
     bases = []
     for key in known:
         try:
             spec = parse_model_key(key)
         except ValueError:
             continue
-        if spec.family == "vgg16":
+        if spec.proj_dim is not None and family_of(spec) is not None:
             bases.append(spec)
-    return bases or [vgg_base()]
+    return bases or [sized_base()]
 
 
 def offered(key: str, known) -> bool:
-    """Whether the explorer offers model ``key``: one of ``known`` (configured or built models), a bigram variant,
-    or a VGG-16 key its controls compose — any layer, an h of :data:`PROJ_DIMS`, the seed and input size of a
-    known VGG model. A key from a link is checked here before anything is built: ``-px2048`` would allocate
-    gigabytes."""
+    """Whether the explorer offers model ``key``: one of ``known`` (configured or built models), any variant of a
+    family without sizes (the bigram network), or a key the controls compose — any layer, an h of
+    :data:`PROJ_DIMS`, the seed and input size of a known model. A key from a link is checked here before anything
+    is built: ``-px2048`` would allocate gigabytes."""
     try:
         spec = parse_model_key(key)
         known_keys = {canonical_key(k) for k in known if valid_key(k)}
     except ValueError:
         return False
-    if canonical_key(key) in known_keys or spec.family == "bigram":
+    if canonical_key(key) in known_keys:
         return True
-    if spec.family != "vgg16":
+    if family_of(spec) is None:
         return False
+    if spec.proj_dim is None:
+        return True
     size = spec.image_size or DEFAULT_IMAGE_SIZE
     return any(spec.seed == (base.seed or 0) and size == (base.image_size or DEFAULT_IMAGE_SIZE)
-               and spec.proj_dim in {*PROJ_DIMS, base.proj_dim} for base in _vgg_bases(known))
+               and spec.proj_dim in {*PROJ_DIMS, base.proj_dim} for base in _sized_bases(known))
 
 
 def offered_text(known) -> str:
     """What :func:`offered` accepts, in words, for a message that refuses another key."""
     listed = ", ".join(dict.fromkeys(k for k in (valid_key(k) for k in known) if k))
-    variants = sorted({(base.seed or 0, base.image_size or DEFAULT_IMAGE_SIZE) for base in _vgg_bases(known)})
-    vgg = " or ".join(f"seed {seed} at {size} px" for seed, size in variants)
-    return (f"{listed + ' and their' if listed else 'the'} variants in the model controls: VGG-16 (vgg16-… or "
-            f"vgg16in-…) at layer {', '.join(map(str, VGG_LAYERS))} with h {', '.join(map(str, PROJ_DIMS))}, {vgg}, "
-            "with or without rotation/flip-max (-rot); the bigram network (bigram[-sums][-aligned][-rot])")
+    variants = sorted({(base.seed or 0, base.image_size or DEFAULT_IMAGE_SIZE) for base in _sized_bases(known)})
+    sizes = " or ".join(f"seed {seed} at {size} px" for seed, size in variants)
+    by_layers: dict[tuple[int, ...], list[str]] = {}
+    for family in FAMILIES.values():
+        if family.layers is not None:
+            by_layers.setdefault(family.layers(), []).append(f"{family.prefix}-…")
+    parts = [f"{' or '.join(prefixes)} at layer {', '.join(map(str, layers))} with h "
+             f"{', '.join(map(str, PROJ_DIMS))}, {sizes}" for layers, prefixes in by_layers.items()]
+    parts += [family.example for family in FAMILIES.values() if family.layers is None]
+    return (f"{listed + ' and their' if listed else 'the'} variants in the model controls: {'; '.join(parts)}; "
+            "each with or without rotation/flip-max (-rot)")
 
 
 def valid_key(key: str | None) -> str | None:
@@ -229,7 +223,6 @@ def valid_key(key: str | None) -> str | None:
         return None
 
 
-__all__ = ["BIGRAM", "FAMILIES", "PROJ_DIMS", "VGG_LAYERS", "ModelChoice", "blocks_for", "choice_of", "encode_gamma",
-           "imagenet_available", "imagenet_help", "imagenet_weights_path", "model_label", "offered", "offered_text",
-           "parse_gamma",
-           "schedule_from_blocks", "valid_key", "vgg_base", "with_proj_dim"]
+__all__ = ["PROJ_DIMS", "blocks_for", "chosen", "compose", "encode_gamma", "imagenet_available", "imagenet_help",
+           "imagenet_weights_path", "offered", "offered_text", "parse_gamma", "schedule_from_blocks", "sized_base",
+           "valid_key", "weights_missing", "with_proj_dim"]

@@ -8,29 +8,35 @@ from __future__ import annotations
 
 import streamlit as st
 
-from corpus_index.models import VGG_LAYERS
+from corpus_index.filters import BROWSE_FILTERS
+from corpus_index.models import FAMILIES, parse_model_key
 from explorer import config, data, links
 from explorer.choices import (
-    BIGRAM,
-    FAMILIES,
     PROJ_DIMS,
-    ModelChoice,
     blocks_for,
-    choice_of,
-    imagenet_available,
+    chosen,
+    compose,
     imagenet_help,
     schedule_from_blocks,
+    sized_base,
     valid_key,
-    vgg_base,
+    weights_missing,
     with_proj_dim,
 )
+from explorer.progress import progress_bar
 
 GAMMA_MODES = {"default": "Paper's per-block schedule", "global": "One global γ", "blocks": "Per-block sliders"}
 
 
+def family_option(prefix: str) -> str:
+    """A family's name in the model chooser (the registry's), noting weights that are not installed."""
+    return FAMILIES[prefix].option + (" — weights not installed" if weights_missing(prefix) else "")
+
+
 def model_picker(prefix: str, link_model: str | None, label: str = "Model", with_h: bool = False,
                  container=None, param: str | None = "model") -> str | None:
-    """Family (bigram / VGG-16 ImageNet / untrained VGG-16), VGG layer or aligned routing, rotation/flip-max (and h).
+    """The model chooser: a family of the registry (:data:`corpus_index.models.FAMILIES`), its layer and switches
+    (e.g. the bigram network's aligned routing), rotation/flip-max, and h.
 
     ``link_model`` is the starting model; it comes from the query parameter ``param`` (None: not from the
     link, e.g. a fixed default).
@@ -43,42 +49,30 @@ def model_picker(prefix: str, link_model: str | None, label: str = "Model", with
     box = container or st
     start = valid_key(link_model) or config.default_model()
     try:
-        choice = choice_of(start)
+        start_family, spec = chosen(start)
     except ValueError:
-        choice = choice_of(config.default_model())
-    base = vgg_base(start, config.default_model(), *config.demo_models())
+        start_family, spec = chosen(config.default_model())
+    base = sized_base(start, config.default_model(), *config.demo_models())
     source = (param,) if param else ()
-    links.seed(f"{prefix}_family", choice.family, *source)
-    links.seed(f"{prefix}_layer", choice.layer or base.layer or 17, *source)
-    links.seed(f"{prefix}_rot", choice.rotation_max, *source)
-    links.seed(f"{prefix}_aligned", choice.aligned, *source)
-    links.seed(f"{prefix}_root", choice.root, *source)
-    families = list(FAMILIES)
-    family = box.radio(label, families, format_func=lambda f: FAMILIES[f] + (
-        "" if f != "vgg16in" or imagenet_available() else " — weights not installed"), key=f"{prefix}_family")
+    links.seed(f"{prefix}_family", start_family, *source)
+    links.seed(f"{prefix}_layer", spec.layer or base.layer or 17, *source)
+    links.seed(f"{prefix}_rot", spec.rotation_max, *source)
+    for field in dict.fromkeys(s.field for family in FAMILIES.values() for s in family.switches):
+        links.seed(f"{prefix}_{field}", getattr(spec, field), *source)
+    family = FAMILIES[box.radio(label, list(FAMILIES), format_func=family_option, key=f"{prefix}_family")]
     layer = None
-    if family != BIGRAM:
-        layer = box.select_slider("VGG-16 layer", VGG_LAYERS, key=f"{prefix}_layer",
-                                  help="Similarity on the features after this max-pooling layer of VGG-16.")
-    aligned = family == BIGRAM and box.checkbox(
-        "Aligned digit routing", key=f"{prefix}_aligned",
-        help="The same similarities; the explanation links first digits of a bigram to first digits and second to "
-             "second (more faithful on the demo corpus: 0.87 vs 0.65 of the relevance on matching digits), but "
-             "takes twice as long.")
-    root = family != BIGRAM or box.checkbox(
-        "Square roots of bigram counts", key=f"{prefix}_root",
-        help="Compare tables on the square roots of their digit-pair counts, so that the rarer pairs in which "
-             "near-identical tables differ count (demo corpus: mAP@10 0.91 vs 0.87). Unticked: the paper's plain "
-             "counts, whose explanations put slightly more relevance on matching digits (0.68 vs 0.65).")
+    if family.layers is not None:
+        layer = box.select_slider("Layer", family.layers(), key=f"{prefix}_layer", help=family.layer_help)
+    switches = {s.field: box.checkbox(s.label, key=f"{prefix}_{s.field}", help=s.help) for s in family.switches}
     rotation = box.checkbox("Rotation/flip-max", key=f"{prefix}_rot",
                             help="Similarity = the maximum over the 8 flips and rotations of one page.")
-    key = ModelChoice(family, layer, rotation, aligned, root).key(base)
-    if with_h and family != BIGRAM:
+    key = compose(family.prefix, base, layer, rotation, **switches)
+    if with_h and parse_model_key(key).proj_dim is not None:
         links.seed(f"{prefix}_h", base.proj_dim if base.proj_dim in PROJ_DIMS else 100, *source)
         h = box.select_slider("h (projected dimensions)", PROJ_DIMS, key=f"{prefix}_h",
                               help="Dimensions of the random projection; BiLRP costs grow with h.")
         key = with_proj_dim(key, h)
-    if family == "vgg16in" and not imagenet_available():
+    if weights_missing(family.prefix):
         box.warning(imagenet_help())
         return None
     return key
@@ -91,12 +85,7 @@ def model_status(key: str) -> None:
         return
     st.info(f"The index for **{key}** is not built yet: neighbours need it (explanations do not).")
     if st.button(f"Build the index for {key}", key=f"build_{key}"):
-        bar = st.progress(0.0, text="starting …")
-
-        def progress(done, total, message):
-            bar.progress(min(1.0, done / total) if total else 0.0, text=f"{message} ({done}/{total})")
-
-        report = corpus.build(key, progress=progress)
+        report = corpus.build(key, progress=progress_bar("starting …"))
         st.success(report.summary().splitlines()[0])
         st.rerun()
 
@@ -129,7 +118,7 @@ def filters(prefix: str, version: tuple, container=None) -> dict:
     box = container or st
     values = data.filter_values(str(data.corpus().root), version)
     chosen = {}
-    for name in ("kind", "book", "place", "printer"):
+    for name in BROWSE_FILTERS:
         options = ["any", *values[name]]
         chosen[name] = box.selectbox(name.capitalize(), options, key=f"{prefix}_{name}")
     years = values["years"]

@@ -14,12 +14,13 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from corpus_index.filters import BROWSE_FILTERS, YEAR_FILTERS
 from corpus_index.progress import Progress
 from explorer import links
 from explorer.choices import encode_gamma, parse_gamma
 from explorer.resources import corpus
 
-FILTER_NAMES = ("kind", "book", "year_min", "year_max", "place", "printer")
+FILTER_NAMES = (*BROWSE_FILTERS, *YEAR_FILTERS)  # the filters the explorer offers (corpus_index.filters)
 
 
 def clean_filters(filters: dict) -> dict:
@@ -54,8 +55,7 @@ def items(root: str, version: tuple, filters: tuple = ()) -> pd.DataFrame:
 def filter_values(root: str, version: tuple) -> dict:
     """The values each filter can take: kinds, books, places, printers, and the year range."""
     frame = corpus().items()
-    values = {name: sorted(str(v) for v in frame[name].dropna().unique()) for name in ("kind", "book", "place",
-                                                                                      "printer")}
+    values = {name: sorted(str(v) for v in frame[name].dropna().unique()) for name in BROWSE_FILTERS}
     years = frame["year"].dropna()
     values["years"] = (int(years.min()), int(years.max())) if len(years) else None
     values["books"] = corpus().store.books()
@@ -118,8 +118,8 @@ def search_image(root: str, version: tuple, model_key: str, image_bytes: bytes, 
 
 
 def schedule(model_key: str, gamma) -> dict:
-    """The resolved γ schedule {layer index (str): γ} of a model for a γ choice."""
-    from corpus_index.factor_cache import resolve_schedule
+    """The resolved γ schedule {layer index: γ} of a model for a γ choice."""
+    from corpus_index.explanation import resolve_schedule
     from corpus_index.models import load_model
 
     return resolve_schedule(load_model(model_key), gamma)
@@ -194,19 +194,6 @@ def explain_upload(root: str, model_key: str, image_bytes: bytes, item_id: int, 
 
     return corpus().explain_image(model_key, open_validated(image_bytes), int(item_id), gamma=parse_gamma(gamma_text),
                                   pool=pool)
-
-
-def original_geometry(item: dict | None, fallback: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(size, offset) of an item in its source image: a region item is offset by its region's corner."""
-    if not item:
-        return fallback, (0, 0)
-    from corpus_index.store import parse_region
-
-    region = parse_region(item.get("region"))
-    if region is not None:
-        return (int(region[2]), int(region[3])), (int(region[0]), int(region[1]))
-    width, height = item.get("width"), item.get("height")
-    return ((int(width), int(height)) if width and height else fallback), (0, 0)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -9,20 +9,9 @@ from contextlib import contextmanager
 
 import streamlit as st
 
+from corpus_index.errors import user_errors
+
 log = logging.getLogger("sphaera.explorer")
-
-
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions whose message already tells the user what is wrong and what to do."""
-    import bilrp_core
-    from corpus_index.corpus import CorpusNotFoundError, ItemNotFoundError
-    from corpus_index.faiss_index import IndexMissingError
-    from corpus_index.images import ImageRejected
-    from corpus_index.models import UnknownModelKeyError
-
-    return (bilrp_core.WeightsUnavailableError, bilrp_core.UnsupportedLayerError, CorpusNotFoundError,
-            ItemNotFoundError, IndexMissingError, ImageRejected, UnknownModelKeyError, FileNotFoundError,
-            PermissionError, ValueError)
 
 
 def plain(text: str) -> str:
@@ -65,7 +54,7 @@ def shown(action: str = "") -> Iterator[None]:
     """
     try:
         yield
-    except _user_error_types() as error:
+    except user_errors() as error:  # the one list the command line uses too
         report(action, error)
     except Exception as error:  # anything unexpected: a readable message here, the traceback in the log
         log.exception("%s failed", action or "action")

@@ -2,19 +2,21 @@
 
 ``?item=12&model=vgg16-L17-h100-seed0&gamma=0.25`` on ``/neighbours``, ``?pair=12-34&model=…`` on ``/explain``.
 Pages read the link with :func:`read` and seed their widgets from it (:func:`seed`), then write the widgets'
-values back with :func:`write`, so the address bar always reproduces what is on screen.
+values back with :func:`write`, so the address bar always reproduces what is on screen. A widget that stands for
+one value of its own (k, the patch pairs drawn …) is bound to the URL by Streamlit instead (``bind="query-params"``,
+its key as the parameter). Links to other pages are ``st.page_link`` elements (:func:`link`) or, after an
+action, ``st.switch_page`` (:func:`go`), on the page objects of :func:`explorer.shell.page`, carrying the deep link
+as query parameters.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import streamlit as st
 
-from explorer import config, resources
+from explorer import config, resources, shell
 from explorer.choices import encode_gamma, offered, offered_text, parse_gamma, valid_key
-from explorer.shell import FILES as PAGES
 
 MAX_ID = 2**53 - 1  # the largest whole number a number widget holds exactly (and far above any item id)
 
@@ -147,28 +149,17 @@ def seed(widget_key: str, value: Any, *params: str) -> None:
     st.session_state[marker] = source
 
 
+def query(**params: Any) -> dict[str, str]:
+    """The query parameters of a deep link, encoded as :func:`read` expects (None values left out)."""
+    return {name: _encoded(name, value) for name, value in params.items() if value is not None}
+
+
 def go(page: str, **params: Any) -> None:
-    """Open another page with a deep link (stops this run)."""
-    query = {name: _encoded(name, value) for name, value in params.items() if value is not None}
-    st.switch_page(PAGES[page], query_params=query)
+    """Open another page with a deep link (stops this run): for links that follow an action (a click on a chart,
+    an upload handed over); links known when the page is drawn are :func:`link`."""
+    st.switch_page(shell.page(page), query_params=query(**params))
 
 
-GOTO = "goto|"
-
-
-def button(label: str, page: str, container=None, help: str | None = None, **params: Any) -> None:
-    """A button that opens ``page`` with a deep link.
-
-    Its key names the target (``goto|page|query``), so ``app.py`` (:func:`follow`) sees the click at the top of
-    the next run and opens the page at once, without re-running the page the button is on.
-    """
-    query = urlencode({name: _encoded(name, value) for name, value in params.items() if value is not None})
-    (container or st).button(label, key=f"{GOTO}{page}|{query}", help=help)
-
-
-def follow() -> None:
-    """Open the page a :func:`button` asks for, if one was just clicked (stops this run)."""
-    for key in list(st.session_state.keys()):
-        if isinstance(key, str) and key.startswith(GOTO) and st.session_state[key] is True:
-            page, _, query = key[len(GOTO):].partition("|")
-            st.switch_page(PAGES[page], query_params=dict(parse_qsl(query)))
+def link(label: str, page: str, container=None, help: str | None = None, **params: Any) -> None:
+    """A link (``st.page_link``) that opens ``page`` with a deep link; the browser follows it at once."""
+    (container or st).page_link(shell.page(page), label=label, help=help, query_params=query(**params))

@@ -15,6 +15,7 @@ from pathlib import Path
 import streamlit as st
 
 from corpus_index.corpus import Corpus
+from corpus_index.layout import Layout
 from corpus_index.progress import Progress
 from explorer import config
 
@@ -39,7 +40,7 @@ def shared(root: str) -> Shared:
 
 def demo_needed(root: Path) -> bool:
     """Whether ``root`` holds no corpus with items yet (so the demo corpus is built there)."""
-    if not (root / "corpus.sqlite").is_file():
+    if not Layout(root).db.is_file():
         return True
     corpus = Corpus.open(root)
     try:
@@ -51,41 +52,31 @@ def demo_needed(root: Path) -> bool:
 def missing_demo_models(state: Shared) -> list[str]:
     """Demo models of a demo root with no index yet (an interrupted first start resumes them), or whose index came
     from another version of the model (new weights shipped: they are rebuilt, the old data is kept aside)."""
-    if not (state.root / "demo-source").is_dir() or state.corpus is None:
+    if not Layout(state.root).demo_source.is_dir() or state.corpus is None:
         return []
     built = set(state.corpus.models()) - set(state.corpus.stale_models())
     return [k for k in config.demo_models() if k not in built and k not in state.failed_models]
 
 
 def build_demo(state: Shared, progress: Progress) -> list[str]:
-    """Generate, ingest and index the demo corpus in ``state.root``; returns notes for the user.
+    """Generate, ingest and index the demo corpus in ``state.root`` (:func:`corpus_index.demo.build_demo`, as
+    the command line's ``demo``); returns notes for the user.
 
     Models that cannot be built (e.g. weights missing) are recorded in ``state.failed_models`` and skipped;
     the corpus opens anyway.
     """
-    from corpus_index.models import canonical_key
+    from corpus_index.demo import build_demo as build
 
-    root = state.root
-    source = root / "demo-source"
-    notes = []
-    if state.corpus is None:
-        if not (source / "metadata.csv").is_file():
-            from corpus_index.synthetic import generate_corpus  # the demo generator (corpus_index.synthetic)
-
-            generate_corpus(source, books=config.demo_books(), seed=config.demo_seed(), progress=progress)
-        corpus = Corpus.open(root, create=True)
-        report = corpus.ingest_folder(source, source / "metadata.csv", progress=progress)
-        notes.append(report.summary().splitlines()[0])
+    def models(corpus: Corpus) -> list[str]:
         state.corpus = corpus
-    for key in missing_demo_models(state):
-        try:
-            report = state.corpus.build(key, progress=progress)
-            notes.append(report.summary().splitlines()[0])
-        except Exception as error:  # one unavailable model must not keep the explorer from opening
-            state.failed_models[canonical_key(key)] = f"{type(error).__name__}: {error}"
-            notes.append(f"model {key} could not be built: {error}")
-    state.notes = notes
-    return notes
+        return missing_demo_models(state)
+
+    result = build(state.root, books=config.demo_books(), seed=config.demo_seed(), models=models,
+                   progress=progress, corpus=state.corpus)
+    for key, error in result.failed.items():  # one unavailable model must not keep the explorer from opening
+        state.failed_models[key] = f"{type(error).__name__}: {error}"
+    state.notes = result.notes()
+    return state.notes
 
 
 def open_corpus(state: Shared) -> Corpus:
@@ -120,7 +111,7 @@ def corpus() -> Corpus:
 
 def data_version(corpus: Corpus) -> tuple:
     """Changes whenever items are added or an index is rebuilt: part of every cached-data key."""
-    indexes = corpus.root / "indexes"
+    indexes = corpus.layout.indexes
     stamps = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in indexes.glob("*.faiss"))) if indexes.is_dir() \
         else ()
     return corpus.count(), stamps

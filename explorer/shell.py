@@ -1,4 +1,5 @@
-"""The explorer's pages, in one list, and the hand-over that keeps every page inside ``app.py``'s shell.
+"""The explorer's pages, in one list; their ``st.Page`` objects for links; and the hand-over that keeps every page
+inside ``app.py``'s shell.
 
 ``app.py`` is the shell: it opens (or first builds) the corpus, shows the sidebar, and runs the page the URL
 names through ``st.navigation``. The page files live in the top-level ``pages/`` folder. Streamlit treats a
@@ -40,7 +41,6 @@ PAGES = (
     PageSpec("invariance", "pages/invariance.py", "Invariance", ":material/360:", "invariance"),
     PageSpec("add", "pages/add_scans.py", "Add scans", ":material/add_photo_alternate:", "add"),
 )
-FILES = {spec.name: spec.file for spec in PAGES}
 APP = Path(__file__).resolve().parent.parent / "app.py"
 
 _run = threading.local()  # each script run has its own thread: is this run inside the shell?
@@ -50,6 +50,21 @@ def streamlit_pages() -> dict[str, st.Page]:
     """The pages as ``st.Page`` objects, by short name (the first is the default page, served at ``/``)."""
     return {spec.name: st.Page(spec.file, title=spec.title, icon=spec.icon, url_path=spec.url_path,
                                default=spec.url_path is None) for spec in PAGES}
+
+
+def navigation():
+    """``st.navigation`` over the pages, created once for this script run and kept for :func:`page`."""
+    _run.pages = streamlit_pages()
+    return st.navigation(list(_run.pages.values()))
+
+
+def page(name: str) -> st.Page:
+    """The ``st.Page`` of page ``name`` (for ``st.page_link`` and ``st.switch_page``): the one this run's
+    :func:`navigation` created; a run without one (a fragment's rerun) creates the pages again."""
+    pages = getattr(_run, "pages", None)
+    if pages is None:
+        pages = _run.pages = streamlit_pages()
+    return pages[name]
 
 
 def run(page) -> None:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from corpus_index.images import write_bytes_atomic
 from explorer import errors, resources, shell
+from explorer.progress import progress_bar
 
 shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
@@ -36,13 +37,6 @@ def safe_name(name: str, taken: set) -> str:
         number += 1
     taken.add(candidate)
     return candidate
-
-
-def progress_bar(title: str):
-    """A progress bar and its ``progress(done, total, message)`` callback."""
-    bar = st.progress(0.0, text=title)
-    return lambda done, total, message: bar.progress(min(1.0, done / total) if total else 1.0,
-                                                     text=f"{message} ({done}/{total})")
 
 
 scans_tab, iiif_tab = st.tabs(["Scans and metadata CSV", "IIIF manifest"])

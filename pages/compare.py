@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from bilrp_core.render import draw_pair
+from bilrp_core.render import PairStyle, draw_pair
+from corpus_index.models import model_label
 from explorer import config, controls, data, errors, links, resources, shell
 from explorer.captions import item_caption
-from explorer.choices import model_label
+from explorer.progress import progress_bar
 
 shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
@@ -44,9 +45,8 @@ def explained(model: str, gamma, label: str):
     pool = pool_of(model)
     data.check_pair_size(data.input_shape(root, model, pair[0]), data.input_shape(root, model, pair[1]), pool)
     if data.missing_factors(model, pair, gamma, pool):
-        bar = st.progress(0.0, text=f"{label}: computing BiLRP factors …")
-        data.compute_factors(model, pair, gamma, pool,
-                             lambda d, t, m: bar.progress(d / t if t else 1.0, text=f"{label}: {m} ({d}/{t})"))
+        bar = progress_bar(f"{label}: computing BiLRP factors …", label=label)
+        data.compute_factors(model, pair, gamma, pool, bar)
         bar.empty()
     return data.explain(model, pair[0], pair[1], gamma, pool)
 
@@ -73,7 +73,8 @@ for column, prefix, start, param in ((sides[0], "cmpA", "bigram", None),
                 continue
             result = explained(model, None, model_label(model))
             models.append(model)  # only models that work here are offered for the γ strip
-            st.image(data.jpeg_bytes(draw_pair(originals[0], originals[1], result.pair, top=TOP, height=300)),
+            st.image(data.jpeg_bytes(draw_pair(originals[0], originals[1], result.pair, top=TOP,
+                                               style=PairStyle(height=300))),
                      width="stretch",
                      caption=f"{model_label(model)} (γ: the paper's schedule), {TOP} strongest pairs")
             st.markdown(f"y = **{result.score:.5g}**, Σ explanation = **{result.total:.5g}**")
@@ -97,5 +98,5 @@ else:
                 with column:
                     result = explained(model, gamma, f"γ = {gamma:g}")
                     st.image(data.jpeg_bytes(draw_pair(originals[0], originals[1], result.pair, top=TOP,
-                                                       height=200)), width="stretch")
+                                                       style=PairStyle(height=200))), width="stretch")
                     st.caption(f"γ = {gamma:g}: Σ = {result.total:.4g}")

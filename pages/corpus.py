@@ -5,9 +5,9 @@ import math
 import plotly.express as px
 import streamlit as st
 
+from corpus_index.models import model_label
 from explorer import config, controls, data, errors, links, resources, shell
 from explorer.captions import item_caption
-from explorer.choices import model_label
 
 shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
@@ -73,4 +73,4 @@ with errors.shown("Reading the corpus"):
         with grid[position % 6]:
             st.image(data.thumbnail(root, int(row.id)), width="stretch")
             st.caption(item_caption(row, short=True))
-            links.button("Neighbours", "neighbours", item=int(row.id))
+            links.link("Neighbours", "neighbours", item=int(row.id))

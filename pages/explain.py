@@ -4,11 +4,13 @@ import json
 
 import streamlit as st
 
-from bilrp_core.render import draw_pair, heatmap, top_pairs, web_annotation
+from bilrp_core.render import PairStyle, draw_pair, heatmap, web_annotation
 from corpus_index.csv_export import csv_bytes
+from corpus_index.models import model_label
 from explorer import controls, data, errors, links, resources, shell
 from explorer.captions import item_caption
-from explorer.choices import encode_gamma, model_label
+from explorer.choices import encode_gamma
+from explorer.progress import progress_bar
 
 shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
@@ -55,15 +57,13 @@ def explanation_view() -> None:
         if st.session_state.get("_ex_pool_model") != model:  # a new model: its own default patch size
             st.session_state["ex_pool"] = data.default_pool(shape)
             st.session_state["_ex_pool_model"] = model
-        links.seed("ex_top", 30)
-        links.seed("ex_threshold", 0.0)
-        links.seed("ex_sign", "both")
         pool = st.select_slider("Patch size (model-input pixels)", data.POOLS, key="ex_pool",
                                 help="BiLRP relevance is summed over patches of this size (8 px in the paper).")
-        top = st.slider("Patch pairs drawn", 1, 200, key="ex_top")
-        threshold = st.slider("Only pairs above this fraction of the strongest (0 = off)", 0.0, 1.0, step=0.05,
-                              key="ex_threshold")
+        top = st.slider("Patch pairs drawn", 1, 200, 30, key="ex_top", bind="query-params")
+        threshold = st.slider("Only pairs above this fraction of the strongest (0 = off)", 0.0, 1.0, 0.0, step=0.05,
+                              key="ex_threshold", bind="query-params")
         sign = st.radio("Relevance shown", ["both", "positive", "negative"], horizontal=True, key="ex_sign",
+                        bind="query-params",
                         help="Red: the pair makes the pages similar; blue: it makes them less similar.")
     links.write(model=model, gamma=gamma)
     with view, errors.shown("Explaining the pair"):
@@ -80,12 +80,7 @@ def explanation_view() -> None:
                 holder = st.empty()  # the progress display goes away once the factors are cached
                 with holder.status(f"Computing BiLRP factors of {len(missing)} page(s) for {model_label(model)} "
                                    f"(first time for this γ and patch size; cached afterwards) …", expanded=True):
-                    bar = st.progress(0.0, text="starting …")
-
-                    def progress(done, total, message):
-                        bar.progress(done / total if total else 1.0, text=f"{message} ({done}/{total})")
-
-                    data.compute_factors(model, pair, gamma, pool, progress)
+                    data.compute_factors(model, pair, gamma, pool, progress_bar("starting …"))
                 holder.empty()
             explanation = data.explain(model, pair[0], pair[1], gamma, pool)
             originals = [data.image(root, pair[0]), data.image(root, pair[1])]
@@ -102,7 +97,7 @@ def show(explanation, originals, model, gamma, pool, top, threshold, sign) -> No
                       help="Σ of the pair relevances / y; 100 % for bias-free ReLU networks (Proposition 1).")
     height = min(520, max(320, originals[0].height))
     picture = draw_pair(originals[0], originals[1], explanation.pair, top=top, threshold=threshold or None,
-                        sign=sign, height=height)
+                        sign=sign, style=PairStyle(height=height))
     st.image(data.jpeg_bytes(picture), caption=f"{model_label(model)}, γ {encode_gamma(gamma)}, {pool}-px patches: the "
              f"{top} strongest patch pairs{'' if not threshold else f' above {threshold:.0%} of the strongest'}",
              width="stretch")
@@ -111,21 +106,14 @@ def show(explanation, originals, model, gamma, pool, top, threshold, sign) -> No
         column.image(data.jpeg_bytes(heatmap(explanation.pair, originals[axis], axis=axis, height=360)),
                      width="stretch",
                      caption=f"{'AB'[axis]}: relevance summed over the other page's patches")
-    geometry = [data.original_geometry(item, image.size) for item, image in
-                zip(items, originals, strict=True)]
-    table = top_pairs(explanation.pair, pool=pool, n=top, sign=sign, threshold=threshold or None,
-                      input_sizes=(explanation.image1.size, explanation.image2.size),
-                      original_sizes=(geometry[0][0], geometry[1][0]))
-    for side, (_, (dx, dy)) in enumerate(geometry, start=1):  # region items: boxes on their source page
-        for column, offset in (("x0", dx), ("x1", dx), ("y0", dy), ("y1", dy)):
-            if f"orig{side}_{column}" in table:
-                table[f"orig{side}_{column}"] += offset
+    # Boxes on the model input and on the scans (a region item's on its page): the command line's table too.
+    table = explanation.table(n=top, sign=sign, threshold=threshold or None)
     st.subheader("Strongest patch pairs")
     st.dataframe(table, hide_index=True, height=240)
     sources = [items[0].get("source") if items[0] else "upload:scan", items[1].get("source")]
     annotation = web_annotation(sources[0], sources[1], table, model_key=model, gamma=explanation.gamma,
                                 score=explanation.score, total=explanation.total, pool=pool,
-                                sizes=(geometry[0][0], geometry[1][0]), labels=tuple(names))
+                                sizes=explanation.original_sizes, labels=tuple(names))
     stem = f"bilrp-{model}-{pair[0] if not upload else 'upload'}-{pair[1]}"
     downloads = st.columns(3)
     downloads[0].download_button("Picture (PNG)", lambda: data.png_bytes(picture), f"{stem}.png", "image/png",
@@ -134,8 +122,8 @@ def show(explanation, originals, model, gamma, pool, top, threshold, sign) -> No
                                  "text/csv", on_click="ignore", key="ex_csv")
     downloads[2].download_button("Web Annotation (JSON-LD)", lambda: json.dumps(annotation, indent=1).encode(),
                                  f"{stem}.jsonld", "application/ld+json", on_click="ignore", key="ex_anno")
-    if not upload and st.button("Compare models on this pair", key="ex_compare"):
-        links.go("compare", pair=pair, model=model)
+    if not upload:
+        links.link("Compare models on this pair", "compare", pair=pair, model=model)
 
 
 explanation_view()

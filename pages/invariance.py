@@ -7,9 +7,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from bilrp_core.invariance import invariance, local_band_mask, local_pairs, similarity_matrix
-from corpus_index.models import VGG_LAYERS
-from explorer import config, data, errors, links, resources, shell
-from explorer.choices import ModelChoice, imagenet_available, imagenet_help, model_label, vgg_base
+from corpus_index.models import FAMILIES, model_label
+from explorer import config, controls, data, errors, links, resources, shell
+from explorer.captions import item_caption
+from explorer.choices import chosen, compose, imagenet_help, sized_base, weights_missing
+from explorer.progress import progress_bar
 
 shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
@@ -34,9 +36,17 @@ with errors.shown("Reading the groups"):
     links.seed("inv_groups", min(8, len(groups_available)) or 1)
     n_groups = controls_row[1].number_input("Groups (editions of a page)", 1, max(1, len(groups_available)),
                                             key="inv_groups")
-    weights = controls_row[2].radio("VGG-16 weights", ["untrained", "ImageNet"], key="inv_weights")
+    layered = [prefix for prefix, family in FAMILIES.items() if family.layers is not None]  # Inv per layer
+    try:
+        default = chosen(config.default_model())[0]
+    except ValueError:  # a custom default model: the first family whose weights are here
+        default = None
+    if default not in layered:
+        default = next((prefix for prefix in layered if not weights_missing(prefix)), layered[0])
+    links.seed("inv_family", default)
+    family = FAMILIES[controls_row[2].radio("Model", layered, format_func=controls.family_option, key="inv_family")]
     rotation = controls_row[3].checkbox("Rotation/flip-max", key="inv_rot")
-    if weights == "ImageNet" and not imagenet_available():
+    if weights_missing(family.prefix):
         st.warning(imagenet_help())
         st.stop()
     if len(groups_available) == 0:
@@ -46,23 +56,20 @@ with errors.shown("Reading the groups"):
     members = frame[frame["group"].astype(str).isin(chosen_groups)].sort_values(["group", "id"])
     ids = members["id"].astype(int).tolist()
     groups = members["group"].astype(str).tolist()
-    base = vgg_base(config.default_model(), *config.demo_models())
-    family = "vgg16in" if weights == "ImageNet" else "vgg16"
-    keys = {layer: ModelChoice(family, layer, rotation).key(base) for layer in VGG_LAYERS}
-    st.caption(f"{len(ids)} items in {len(chosen_groups)} groups; models: {model_label(keys[VGG_LAYERS[0]])} "
+    base = sized_base(config.default_model(), *config.demo_models())
+    keys = {layer: compose(family.prefix, base, layer, rotation) for layer in family.layers()}
+    st.caption(f"{len(ids)} items in {len(chosen_groups)} groups; models: {model_label(next(iter(keys.values())))} "
                "… at each layer.")
 
     if st.button("Compute Inv at every layer", key="inv_go") or st.session_state.get("inv_done") == (ids, keys):
-        bar = st.progress(0.0, text="features …")
-        vectors = {}
-        for number, (layer, key) in enumerate(keys.items()):
-            vectors[layer] = data.item_vectors(
-                key, ids, lambda d, t, m, n=number: bar.progress((n + d / max(t, 1)) / len(keys), text=m))
+        bar = progress_bar("features …")
+        vectors = {layer: data.item_vectors(key, ids, bar.part(number, len(keys)))
+                   for number, (layer, key) in enumerate(keys.items())}
         bar.empty()
         st.session_state["inv_done"] = (ids, keys)
         scores = pd.DataFrame({"layer": [str(layer) for layer in keys],
                                "Inv": [invariance(vectors[layer], groups) for layer in keys]})
-        bars = px.bar(scores, x="layer", y="Inv", text_auto=".3f", height=320, labels={"layer": "VGG-16 layer"})
+        bars = px.bar(scores, x="layer", y="Inv", text_auto=".3f", height=320, labels={"layer": "layer"})
         bars.update_xaxes(type="category")
         bars.add_hline(y=1.0, line_dash="dot", annotation_text="no invariance (Inv = 1)")
         st.plotly_chart(bars, key="inv_bars")
@@ -70,7 +77,8 @@ with errors.shown("Reading the groups"):
 
         layer = st.select_slider("Similarity matrix at layer", list(keys), value=list(keys)[-1], key="inv_layer")
         sim = similarity_matrix(vectors[layer])
-        labels = [f"#{i} {g}" for i, g in zip(ids, groups, strict=True)]
+        captions = {int(row.id): item_caption(row, short=True) for row in members.itertuples(index=False)}
+        labels = [captions[i] for i in ids]
         figure = go.Figure(go.Heatmap(z=sim, x=labels, y=labels, colorscale="Viridis",
                                       hovertemplate="%{y} × %{x}<br>y = %{z:.4g}<extra></extra>"))
         mask = local_band_mask(groups)
@@ -95,8 +103,8 @@ with errors.shown("Reading the groups"):
             links.go("explain", pair=(ids[a], ids[b]), model=keys[layer])
         options = [(ids[i], ids[j]) for i, j, _, _ in ranked]
         if options:
-            chosen = st.selectbox("Explain a pair", options, format_func=lambda p: f"#{p[0]} ↔ #{p[1]}",
-                                  key="inv_pair")
-            links.button("Explain this pair", "explain", pair=chosen, model=keys[layer])
+            picked = st.selectbox("Explain a pair", options, key="inv_pair",
+                                  format_func=lambda p: f"{captions[p[0]]} ↔ {captions[p[1]]}")
+            links.link("Explain this pair", "explain", pair=picked, model=keys[layer])
     else:
-        st.info(f"Computes φ of {len(ids)} items at the 5 layers (stored features are reused).")
+        st.info(f"Computes φ of {len(ids)} items at the {len(keys)} layers (stored features are reused).")

@@ -5,9 +5,9 @@ import hashlib
 import streamlit as st
 
 from corpus_index.csv_export import csv_bytes
+from corpus_index.models import model_label
 from explorer import controls, data, errors, links, resources, shell
 from explorer.captions import item_caption
-from explorer.choices import model_label
 
 shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
@@ -20,9 +20,8 @@ st.title("Neighbours")
 with st.sidebar:
     st.subheader("Similarity model")
     model = controls.model_picker("nb", link["model"])
-    links.seed("nb_k", 12)
-    k = st.slider("Neighbours (k)", 1, 48, key="nb_k")
-    exclude = st.checkbox("Exclude the query's own book", key="nb_exclude")
+    k = st.slider("Neighbours (k)", 1, 48, 12, key="nb_k", bind="query-params")
+    exclude = st.checkbox("Exclude the query's own book", key="nb_exclude", bind="query-params")
     st.subheader("Filters")
     chosen = controls.filters("nb", version)
 
@@ -53,7 +52,7 @@ with errors.shown("Finding neighbours"):
             meta = data.item(item)
             st.image(data.preview(root, item), width="stretch")
             st.caption(item_caption(meta))
-            links.button("Explain the query with itself", "explain", pair=(item, item), model=model)
+            links.link("Explain the query with itself", "explain", pair=(item, item), model=model)
     with right:
         controls.model_status(model)
         if model not in corpus.models():
@@ -76,7 +75,7 @@ with errors.shown("Finding neighbours"):
                 st.image(data.thumbnail(root, int(row.id)), width="stretch")
                 st.markdown(f"**{row.rank}.** score **{row.score:.4g}**  \n{item_caption(row)}")
                 if query_image_bytes is None:
-                    links.button("Explain", "explain", pair=(item, int(row.id)), model=model)
+                    links.link("Explain", "explain", pair=(item, int(row.id)), model=model)
                 elif st.button("Explain", key=f"nb_explain_{row.id}"):
                     st.session_state["upload_query"] = query_image_bytes
                     links.go("explain", pair=(0, int(row.id)), model=model, query="upload")

@@ -14,6 +14,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from explorer.shell import PAGES
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MODEL = "vgg16-L5-h8-seed0-px64"
 OTHER_MODEL = "vgg16-L10-h8-seed0-px64"
@@ -48,14 +50,21 @@ def no_problems(at):
     assert not at.error, [e.value for e in at.error]
 
 
-def goto_button(at, page, **params):
-    """The button that opens ``page`` with these deep-link parameters (see explorer.links.button)."""
+def page_links(at, page):
+    """The links (``st.page_link``, see explorer.links.link) to the page named ``page`` in explorer.shell."""
+    url_path = next(spec.url_path or "" for spec in PAGES if spec.name == page)
+    return [link for link in at.page_link if link.proto.page == url_path]
+
+
+def follow(at, page, **params):
+    """Follow the link to ``page`` with exactly these deep-link parameters, as the browser does: the target page
+    runs with the link's query parameters (AppTest cannot click a page link)."""
     wanted = {k: str(v) for k, v in params.items()}
-    for button in at.button:
-        key = button.key or ""
-        if key.startswith(f"goto|{page}|") and dict(parse_qsl(key.split("|", 2)[2])) == wanted:
-            return button
-    raise AssertionError(f"no button opening {page} with {wanted}")
+    for link in page_links(at, page):
+        if dict(parse_qsl(link.proto.query_string)) == wanted:
+            at.query_params = dict(wanted)
+            return at.switch_page(next(spec.file for spec in PAGES if spec.name == page)).run()
+    raise AssertionError(f"no link to {page} with {wanted}")
 
 
 def metric(at, label_start):
@@ -83,14 +92,14 @@ def test_corpus_page_counts_and_filters(app, demo_root):
     tables = int((items["kind"] == "table").sum())
     assert 0 < tables < len(items)
     assert any(f"{tables} of {len(items)} items match" in c.value for c in at.caption)
-    assert len([b for b in at.button if (b.key or "").startswith("goto|neighbours|")]) == tables
+    assert len(page_links(at, "neighbours")) == tables
 
 
 def test_gallery_opens_neighbours_and_k_filters_change_results(app, demo_root):
     items = corpus_items(demo_root)
     first = int(items["id"].iloc[0])
     at = app.run()
-    goto_button(at, "neighbours", item=first).click().run()
+    follow(at, "neighbours", item=first)
     no_problems(at)
     assert not at.dataframe  # the table is shown on request
     at.toggle(key="nb_table").set_value(True).run()
@@ -119,7 +128,7 @@ def test_neighbours_explain_button_opens_the_pair(app, demo_root):
     no_problems(at)
     at.toggle(key="nb_table").set_value(True).run()
     best = int(at.dataframe[0].value["id"].iloc[0])
-    goto_button(at, "explain", pair=f"{first}-{best}", model=MODEL).click().run()
+    follow(at, "explain", pair=f"{first}-{best}", model=MODEL)
     no_problems(at)
     assert at.query_params["pair"] in ([f"{first}-{best}"], f"{first}-{best}")
     assert at.title[0].value == "Explain a similarity"
@@ -207,11 +216,14 @@ def test_explain_page_numbers_and_gamma_controls(app, demo_root):
 
 def test_explain_reads_gamma_from_the_link_and_reports_bad_links(app, demo_root):
     ids = corpus_items(demo_root)["id"].astype(int).tolist()
-    app.query_params.update({"pair": f"{ids[0]}-{ids[2]}", "model": MODEL, "gamma": "0.5"})
+    app.query_params.update({"pair": f"{ids[0]}-{ids[2]}", "model": MODEL, "gamma": "0.5", "ex_top": "7",
+                             "ex_sign": "positive"})
     at = app.run()
     at.switch_page("pages/explain.py").run()
     no_problems(at)
     assert at.radio(key="ex_gmode").value == "global" and at.slider(key="ex_gglobal").value == 0.5
+    assert at.slider(key="ex_top").value == 7 and len(at.dataframe[0].value) == 7
+    assert at.radio(key="ex_sign").value == "positive" and (at.dataframe[0].value["relevance"] > 0).all()
     bad = AppTest.from_file(APP, default_timeout=TIMEOUT)
     bad.query_params.update({"pair": "abc", "model": "resnet"})
     bad.run()
@@ -239,11 +251,11 @@ def test_compare_page_two_models_and_gamma_strip(app, demo_root):
     at.checkbox(key="cmpA_aligned").check().run()
     assert not at.exception and at.checkbox(key="cmpA_aligned").value
     # and square roots of the bigram counts, on by default (unticked: the model key bigram-sums)
-    assert at.checkbox(key="cmpA_root").value
-    at.checkbox(key="cmpA_root").uncheck().run()
-    assert not at.exception and not at.checkbox(key="cmpA_root").value
+    assert at.checkbox(key="cmpA_sqrt").value
+    at.checkbox(key="cmpA_sqrt").uncheck().run()
+    assert not at.exception and not at.checkbox(key="cmpA_sqrt").value
     at.radio(key="cmpA_family").set_value("vgg16").run()
-    assert not {"cmpA_aligned", "cmpA_root"} & {c.key for c in at.checkbox}
+    assert not {"cmpA_aligned", "cmpA_sqrt"} & {c.key for c in at.checkbox}
     at.select_slider(key="cmpA_layer").set_value(10).run()
     for side in ("cmpA_go", "cmpB_go"):
         if side in {b.key for b in at.button}:
@@ -273,7 +285,8 @@ def test_invariance_page_computes_inv_per_layer(app, demo_root):
     assert np.isfinite(scores.to_numpy(dtype=float)).all()
     pairs = at.dataframe[1].value
     assert len(pairs) >= 1 and np.isclose(pairs["share of local sum"].sum(), 1.0)
-    next(b for b in at.button if (b.key or "").startswith("goto|explain|")).click().run()
+    link = page_links(at, "explain")[0]
+    follow(at, "explain", **dict(parse_qsl(link.proto.query_string)))
     no_problems(at)
     assert at.title[0].value == "Explain a similarity"
 
@@ -311,27 +324,29 @@ def test_add_a_iiif_manifest_reports_a_bad_manifest(app):
 
 
 def test_model_choices_and_gamma_links_round_trip():
-    from corpus_index.models import parse_model_key
+    from corpus_index.models import FAMILIES, parse_model_key
     from explorer.choices import (
-        ModelChoice,
         blocks_for,
-        choice_of,
+        chosen,
+        compose,
         encode_gamma,
         parse_gamma,
         schedule_from_blocks,
-        vgg_base,
+        sized_base,
     )
 
-    base = vgg_base(MODEL)
-    assert ModelChoice("vgg16", 17, True).key(base) == "vgg16-L17-h8-seed0-px64-rot"
-    assert ModelChoice("vgg16in", 31, False).key(base) == "vgg16in-L31-h8-seed0-px64"
-    assert ModelChoice("bigram", None, False).key(base) == "bigram"
-    assert choice_of("vgg16-L24-h100-seed0-rot") == ModelChoice("vgg16", 24, True)
-    assert choice_of("bigram-rot") == ModelChoice("bigram", None, True)
-    assert choice_of("bigram-aligned") == ModelChoice("bigram", None, False, True)
-    assert ModelChoice("bigram", None, True, True).key(base) == "bigram-aligned-rot"
-    assert choice_of("bigram-sums") == ModelChoice("bigram", None, False, False, False)
-    assert ModelChoice("bigram", None, False, True, False).key(base) == "bigram-sums-aligned"
+    base = sized_base(MODEL)
+    assert compose("vgg16", base, 17, True) == "vgg16-L17-h8-seed0-px64-rot"
+    assert compose("vgg16in", base, 31, False) == "vgg16in-L31-h8-seed0-px64"
+    assert compose("bigram", base, None, False) == "bigram"
+    assert compose("bigram", base, 17, False) == "bigram"  # a layer means nothing to the bigram network
+    assert chosen("vgg16-L24-h100-seed0-rot") == ("vgg16", parse_model_key("vgg16-L24-h100-seed0-rot"))
+    assert chosen("bigram-aligned")[1].aligned and chosen("bigram-rot")[1].rotation_max
+    assert compose("bigram", base, None, True, aligned=True) == "bigram-aligned-rot"
+    assert not chosen("bigram-sums")[1].sqrt
+    assert compose("bigram", base, None, False, aligned=True, sqrt=False) == "bigram-sums-aligned"
+    assert list(FAMILIES) == ["bigram", "vgg16in", "vgg16"]  # the explorer's options, in this order
+    assert [s.field for s in FAMILIES["bigram"].switches] == ["aligned", "sqrt"]
     for gamma in (None, 0.25, {2: 0.5, 12: 0.25, 26: 0.0}):
         assert parse_gamma(encode_gamma(gamma)) == gamma
     with pytest.raises(ValueError, match="gamma"):
@@ -343,4 +358,4 @@ def test_model_choices_and_gamma_links_round_trip():
     assert [(label, members) for label, members, _ in blocks] == [("layers 1–10", [2, 5, 7, 10]),
                                                                   ("layers 11–17", [12, 14])]
     assert schedule_from_blocks(blocks, [0.3, 0.1]) == {2: 0.3, 5: 0.3, 7: 0.3, 10: 0.3, 12: 0.1, 14: 0.1}
-    assert parse_model_key(ModelChoice("vgg16", 5, False).key(base)).image_size == 64
+    assert parse_model_key(compose("vgg16", base, 5)).image_size == 64

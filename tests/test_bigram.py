@@ -6,17 +6,17 @@ import torch
 from PIL import Image
 from torch import nn
 
-from bilrp_core import WeightsUnavailableError, bigram_network, bilrp, relevance_factors, resolve_gamma
-from bilrp_core.bigram import (
-    BigramPooling,
-    DetectionThreshold,
-    detect_digits,
-    estimate_component_height,
-    load_detector_weights,
-    normalise_page,
-    to_ink,
+from bilrp_core import (
+    BigramOptions,
+    WeightsUnavailableError,
+    bigram_network,
+    bilrp,
+    relevance_factors,
+    resolve_gamma,
 )
+from bilrp_core.bigram import BigramPooling, DetectionThreshold, detect_digits, load_detector_weights
 from bilrp_core.detector import GatedDigitMaps
+from bilrp_core.page_ink import estimate_component_height, normalise_page, to_ink
 from corpus_index.synthetic.training import digit_training_pages
 
 
@@ -31,10 +31,10 @@ def test_structure_and_default_gamma():
     assert isinstance(model.layers[-1], BigramPooling) and model.projection is None
     convs = [i for i, m in enumerate(model.layers) if isinstance(m, nn.Conv2d)]
     assert resolve_gamma(model) == dict.fromkeys(convs, 0.5)
-    assert bigram_network(pretrained=False, unigrams=False, aligned=False)(torch.rand(1, 1, 32, 48)).shape == (1, 100)
-    assert bigram_network(pretrained=False)(torch.rand(1, 1, 32, 48)).shape == (1, 100)
-    assert bigram_network(pretrained=False, aligned=True)(torch.rand(1, 1, 32, 48)).shape == (1, 200)
-    assert bigram_network(pretrained=False, aligned=True, unigrams=True)(torch.rand(1, 1, 32, 48)).shape == (1, 210)
+    page = torch.rand(1, 1, 32, 48)
+    for options, dims in [(BigramOptions(unigrams=False, aligned=False), 100), (None, 100),
+                          (BigramOptions(aligned=True), 200), (BigramOptions(aligned=True, unigrams=True), 210)]:
+        assert bigram_network(options, pretrained=False)(page).shape == (1, dims)
 
 
 def test_bigram_pooling_counts_a_bigram_at_its_shift():
@@ -101,7 +101,7 @@ def test_dimensions_with_zero_phi_are_skipped_and_nothing_changes(print_strip, m
     """Absent bigrams (φ_m = 0) have zero relevance by linearity: skipped, and every factor stays as computed."""
     import bilrp_core.attribution as attribution
 
-    model = bigram_network(aligned=True)
+    model = bigram_network(BigramOptions(aligned=True))
     x = model.preprocess(print_strip)
     phi = model(x)[0]
     assert 0 < int((phi == 0).sum()) < len(phi)  # the strip exercises both kinds of dimension
@@ -144,7 +144,7 @@ def test_shipped_weights_were_trained_with_the_training_scripts_defaults():
 
 
 def test_threshold_drops_weak_responses_and_the_explanation_still_conserves(print_strip):
-    gated, ungated = bigram_network(), bigram_network(threshold=0)
+    gated, ungated = bigram_network(), bigram_network(BigramOptions(threshold=0))
     assert isinstance(gated.layers[-2], DetectionThreshold)
     assert not any(isinstance(layer, DetectionThreshold) for layer in ungated.layers)
     x = gated.preprocess(print_strip)
@@ -153,12 +153,13 @@ def test_threshold_drops_weak_responses_and_the_explanation_still_conserves(prin
     factors = relevance_factors(gated, x, pool=8)  # LRP through the gate loses nothing: Σ factors = φ
     torch.testing.assert_close(factors.sum(dim=(1, 2)), gated(x)[0], rtol=1e-3, atol=1e-5)
     with pytest.raises(ValueError, match="threshold"):
-        bigram_network(pretrained=False, threshold=-0.1)
+        bigram_network(BigramOptions(threshold=-0.1), pretrained=False)
 
 
 def test_phi_holds_the_roots_of_the_bigram_sums_by_default(print_strip):
-    rooted, sums = bigram_network(), bigram_network(root=False)
-    assert rooted.layers[-1].root and not sums.layers[-1].root and sums.key == "bigram-trained-100-cos-t0.3"
+    rooted, sums = bigram_network(), bigram_network(BigramOptions(sqrt=False))
+    assert rooted.layers[-1].sqrt and not sums.layers[-1].sqrt and sums.key == "bigram-trained-100-cos-t0.3"
+    assert rooted.key == "bigram-trained-100-cos-t0.3-sqrt" and rooted.options == BigramOptions()
     x = rooted.preprocess(print_strip)
     torch.testing.assert_close(rooted.unnormalized(x) ** 2, sums.unnormalized(x), rtol=1e-4, atol=1e-6)
 
@@ -174,7 +175,7 @@ def test_training_script_runs_and_its_weights_load(tmp_path, print_strip):
     checkpoint = torch.load(out, weights_only=True)
     assert checkpoint["near_digit"] == 0.5 and checkpoint["false_positive_weight"] == 4 and checkpoint["gated"]
     assert checkpoint["context"] == 3  # the default: the shipped weights' setting
-    model = bigram_network(weights=out, threshold=0)
+    model = bigram_network(BigramOptions(threshold=0), weights=out)
     assert isinstance(detect_digits(model, print_strip, threshold=0.0), list)
     # the gated digit maps take the γ of the schedule, and BiLRP through them conserves (the gate has biases)
     gated = [i for i, m in enumerate(model.layers) if isinstance(m, GatedDigitMaps)]

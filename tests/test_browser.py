@@ -55,7 +55,8 @@ def test_gallery_neighbours_explain_gamma_and_csv(tmp_path):
         assert count.search(other.inner_text("body"))[1] == count.search(page.inner_text("body"))[1]
         other.context.close()
 
-        page.get_by_role("button", name="Neighbours").first.click()
+        main = page.get_by_test_id("stMain")  # the page itself (the sidebar's navigation links too)
+        main.get_by_role("link", name=re.compile(r"Neighbours$")).first.click()
         expect(page.get_by_role("heading", name="Neighbours")).to_be_visible(timeout=60_000)
         wait_idle(page)
         assert urlparse(page.url).path.endswith("/neighbours") and query(page)["model"] == MODEL
@@ -63,7 +64,7 @@ def test_gallery_neighbours_explain_gamma_and_csv(tmp_path):
         expect(page.get_by_text(re.compile(r"^1\. score"))).to_be_visible()
         page.screenshot(path=ARTIFACTS / "browser-2-neighbours.png", full_page=True)
 
-        page.get_by_role("button", name="Explain", exact=True).first.click()
+        main.get_by_role("link", name=re.compile(r"Explain$")).first.click()
         expect(page.get_by_role("heading", name="Explain a similarity")).to_be_visible(timeout=60_000)
         wait_idle(page)
         first, second = query(page)["pair"].split("-")

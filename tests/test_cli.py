@@ -181,3 +181,57 @@ def test_model_keys_have_bounds_named_in_help_and_errors(capsys):
     assert "px must be from 32 to 1024" in capsys.readouterr().err
     epilog = " ".join(build_parser().format_help().split())
     assert "px a multiple of 32 from 32 to 1024" in epilog and "h from 1 to 4096" in epilog
+
+
+def _app_table(explanation, items, originals, n):
+    """The patch-pair table as the explorer computed it before the explanation knew its items' regions: boxes
+    scaled to each item's size, then moved by its region's corner on the page (pages/explain.py)."""
+    from bilrp_core.render import top_pairs
+    from corpus_index.images import parse_region
+
+    sizes, offsets = [], []
+    for item, image in zip(items, originals, strict=True):
+        region = parse_region(item.get("region"))
+        sizes.append((region[2], region[3]) if region else image.size)
+        offsets.append((region[0], region[1]) if region else (0, 0))
+    table = top_pairs(explanation.pair, pool=explanation.pool, n=n,
+                      input_sizes=(explanation.image1.size, explanation.image2.size), original_sizes=sizes)
+    for side, (dx, dy) in enumerate(offsets, start=1):
+        for column, offset in (("x0", dx), ("x1", dx), ("y0", dy), ("y1", dy)):
+            table[f"orig{side}_{column}"] += offset
+    return table
+
+
+def test_explain_csv_of_a_region_item_has_page_coordinates_like_the_app(tmp_path):
+    """A region item's patch boxes in the CLI's CSV are on its page, as the explorer's table shows them."""
+    import numpy as np
+
+    from corpus_index.corpus import Corpus
+
+    source = tmp_path / "scans"
+    source.mkdir()
+    rng = np.random.default_rng(3)
+    for name, size in (("page.png", (96, 80)), ("other.png", (64, 64))):
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(source / name)
+    (source / "metadata.csv").write_text(
+        "path,kind,book,page,region\n"
+        "page.png,table,B1,1,\"40,24,48,48\"\n"
+        "other.png,table,B2,1,\n")
+    root = tmp_path / "root"
+    assert main(["--root", str(root), "ingest", str(source)]) == 0
+    corpus = Corpus.open(root)
+    region_id = int(corpus.items(book="B1")["id"].iloc[0])
+    other_id = int(corpus.items(book="B2")["id"].iloc[0])
+    csv = tmp_path / "pairs.csv"
+    assert run(root, "explain", "--model", SMALL_VGG_KEY, str(region_id), str(other_id), "--pool", "8",
+               "--pairs", "12", "--out", str(tmp_path / "pair.png"), "--csv", str(csv)) == 0
+    table = pd.read_csv(csv)
+
+    explanation = corpus.explain(SMALL_VGG_KEY, region_id, other_id, pool=8)
+    items = [corpus.item(region_id), corpus.item(other_id)]
+    expected = _app_table(explanation, items, [corpus.image(region_id), corpus.image(other_id)], 12)
+    boxes = [f"orig{side}_{c}" for side in (1, 2) for c in ("x0", "y0", "x1", "y1")]
+    pd.testing.assert_frame_equal(table[boxes], expected[boxes].reset_index(drop=True), check_dtype=False)
+    assert table["orig1_x0"].min() >= 40 and table["orig1_y0"].min() >= 24  # inside the region on the page
+    assert table["orig1_x1"].max() <= 88 and table["orig1_y1"].max() <= 72
+    corpus.close()

@@ -208,3 +208,18 @@ def test_ingest_of_an_unreadable_manifest_leaves_no_empty_store(tmp_path, capsys
     err = capsys.readouterr().err
     assert "nothing was ingested" in err and "Traceback" not in err
     assert not list((tmp_path / "fresh").glob("corpus.sqlite*"))
+
+
+def test_one_list_of_user_errors_for_cli_and_explorer():
+    """corpus_index.errors lists the errors a user can fix once; the facade's errors live there too."""
+    import bilrp_core
+    from corpus_index import errors
+    from corpus_index.corpus import CorpusNotFoundError, ItemNotFoundError, StaleModelDataError
+    from corpus_index.faiss_index import IndexMissingError
+    from corpus_index.integrity import DamagedFileError, StaleContentError
+    from corpus_index.models import UnknownModelKeyError
+
+    assert errors.USER_ERRORS is errors.user_errors()
+    assert {CorpusNotFoundError, ItemNotFoundError, StaleModelDataError, IndexMissingError, DamagedFileError,
+            StaleContentError, UnknownModelKeyError, bilrp_core.WeightsUnavailableError} <= set(errors.USER_ERRORS)
+    assert ItemNotFoundError is errors.ItemNotFoundError and str(ItemNotFoundError("no item 3")) == "no item 3"

@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tiny_corpus import SMALL_VGG_KEY, make_corpus
 
 import bilrp_core
 from bilrp_core.rotation import TRANSFORMS
-from corpus_index.factor_cache import gamma_hash, model_input_image, resolve_schedule
+from corpus_index.explanation import model_input_image, resolve_schedule
+from corpus_index.factor_cache import gamma_hash
 from corpus_index.models import load_model
 
 
@@ -113,3 +115,29 @@ def test_rotation_max_explains_the_best_flip_pair(tmp_path):
     hits = corpus.search(key, item_id=1, k=3)
     assert hits["score"].iloc[0] == pytest.approx(
         max(corpus.explain(key, 1, int(i), pool=16).score for i in (2, 3, 4)), rel=1e-5)
+
+
+def test_schedule_has_integer_keys_and_cache_folders_keep_their_names():
+    """γ schedules are {int: float} in memory; the folder hash is the one caches written before were named by."""
+    vgg = load_model("vgg16-L17-h100-seed0")
+    schedule = resolve_schedule(vgg, None)
+    assert all(type(k) is int for k in schedule) and list(schedule) == sorted(schedule)
+    # Hashes of caches written by earlier versions (string keys in canonical JSON): they must stay valid.
+    assert gamma_hash(schedule) == "d1762143d7e5"
+    assert gamma_hash(resolve_schedule(vgg, 0.25)) == "ddc6fe30bf24"
+    assert gamma_hash({str(k): v for k, v in schedule.items()}) == gamma_hash(schedule)
+
+
+def test_rotation_max_offers_the_wrapped_model_interface():
+    """RotationMax answers layers, default γ and input drawing as its model does, so no caller unwraps it."""
+    from bilrp_core.rotation import RotationMax
+
+    inner = load_model(SMALL_VGG_KEY)
+    wrapped = RotationMax(inner)
+    assert wrapped.layers is inner.layers and wrapped.default_gamma == inner.default_gamma
+    assert resolve_schedule(wrapped, 0.1) == resolve_schedule(inner, 0.1)
+    assert wrapped.key != inner.key and wrapped.fingerprint.endswith("-rotmax")
+    image = Image.new("RGB", (40, 40), (120, 60, 30))
+    x = wrapped.preprocess(image)
+    np.testing.assert_array_equal(np.asarray(model_input_image(wrapped, x)), np.asarray(model_input_image(inner, x)))
+    assert not hasattr(wrapped, "no_such_attribute")

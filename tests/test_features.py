@@ -102,7 +102,7 @@ def test_model_keys_parse_and_reject():
     assert parse_model_key("bigram").family == "bigram" and not parse_model_key("bigram").aligned
     spec = parse_model_key("bigram-aligned-rot")
     assert (spec.family, spec.aligned, spec.rotation_max, spec.key) == ("bigram", True, True, "bigram-aligned-rot")
-    assert parse_model_key("bigram").root and not parse_model_key("bigram-sums-aligned").root
+    assert parse_model_key("bigram").sqrt and not parse_model_key("bigram-sums-aligned").sqrt
     assert parse_model_key("bigram-sums-aligned").key == "bigram-sums-aligned"
     for bad in ["vgg16-L12-h100-seed0", "vgg16-L17-h0-seed0", "resnet", "vgg16-L17-h100-seed0-px100", "",
                 "bigram-rot-aligned", "bigram-aligned-sums"]:
@@ -119,7 +119,7 @@ def test_bigram_aligned_key_builds_the_aligned_network():
 
 def test_bigram_sums_key_builds_the_network_without_the_root():
     rooted, sums = load_model("bigram"), load_model("bigram-sums")
-    assert rooted.layers[-1].root and not sums.layers[-1].root
+    assert rooted.layers[-1].sqrt and not sums.layers[-1].sqrt
     assert sums.fingerprint != rooted.fingerprint
 
 
@@ -178,3 +178,20 @@ def test_bigram_fingerprint_names_its_weights_file(tmp_path):
     changed["steps"] = -1
     torch.save(changed, tmp_path / "other.pt")
     assert bigram_network(weights=tmp_path / "other.pt").fingerprint != shipped.fingerprint
+
+
+def test_stored_paths_of_a_key_follow_from_the_layout(tmp_path):
+    """Everything a build and an explanation write for a key is what the key's data is (set aside as a whole);
+    nothing of another key, no lock file."""
+    from corpus_index.layout import Layout
+
+    corpus = make_corpus(tmp_path)
+    corpus.build(TINY_KEY, batch_size=16, index="flat")
+    corpus.build(TINY_KEY, batch_size=16, index="hnsw")
+    other = Layout(corpus.root).index("other-key", "flat")
+    other.write_bytes(b"")
+    stored = set(Layout(corpus.root).stored_paths(TINY_KEY))
+    written = {p for p in (corpus.root / "indexes").iterdir() if not p.name.startswith(".") and p != other}
+    assert written and written <= stored and other not in stored
+    assert Layout(corpus.root).features(TINY_KEY) in stored
+    assert Layout(corpus.root).indexed_keys() == sorted([TINY_KEY, "other-key"])

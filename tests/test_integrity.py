@@ -15,7 +15,7 @@ import bilrp_core
 from corpus_index.atomic import STALE_TMP_SECONDS, atomic_write
 from corpus_index.cli import main
 from corpus_index.corpus import Corpus
-from corpus_index.factor_cache import resolve_schedule
+from corpus_index.explanation import resolve_schedule
 from corpus_index.features import FeatureStore
 from corpus_index.integrity import StaleContentError
 from corpus_index.models import load_model

@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 
 from bilrp_core.invariance import invariance, local_band_mask, local_pairs, similarity_matrix
-from bilrp_core.render import draw_pair, heatmap, marginal, select_pairs, top_pairs, web_annotation
+from bilrp_core.render import PairStyle, draw_pair, heatmap, marginal, select_pairs, top_pairs, web_annotation
 
 SIZE, GRID, GAP, BEND = 64, 4, 16, 0.25
+STYLE = PairStyle(gap=GAP, bend=BEND)
 
 
 def white(size=SIZE):
@@ -45,7 +46,7 @@ def pixel_near(picture, point, radius=2):
 
 
 def test_strongest_positive_pair_is_drawn_red():
-    picture = draw_pair(white(), white(), one_pair(5.0, noise=0.1), top=1, gap=GAP, bend=BEND)
+    picture = draw_pair(white(), white(), one_pair(5.0, noise=0.1), top=1, style=STYLE)
     r, g, b = pixel_near(picture, arc_midpoint(picture))
     assert r > 180 and g < 90 and b < 90, (r, g, b)
     # Only the strongest pair was drawn: the mirror-image spot of the picture stays white.
@@ -55,17 +56,17 @@ def test_strongest_positive_pair_is_drawn_red():
 
 def test_negative_only_is_blue_and_hidden_when_positive_asked():
     pair = one_pair(-5.0)
-    picture = draw_pair(white(), white(), pair, sign="negative", top=5, gap=GAP, bend=BEND)
+    picture = draw_pair(white(), white(), pair, sign="negative", top=5, style=STYLE)
     r, g, b = pixel_near(picture, arc_midpoint(picture))
     assert b > 180 and r < 90, (r, g, b)
-    positive = draw_pair(white(), white(), pair, sign="positive", top=5, gap=GAP, bend=BEND)
-    blank = draw_pair(white(), white(), np.zeros_like(pair), gap=GAP, bend=BEND)
+    positive = draw_pair(white(), white(), pair, sign="positive", top=5, style=STYLE)
+    blank = draw_pair(white(), white(), np.zeros_like(pair), style=STYLE)
     assert np.array_equal(np.asarray(positive), np.asarray(blank))
 
 
 def test_draw_pair_accepts_tensors_threshold_and_height():
     pair = torch.from_numpy(one_pair(1.0, noise=0.5, seed=3))
-    picture = draw_pair(white(32), white(48), pair, threshold=0.9, height=SIZE)
+    picture = draw_pair(white(32), white(48), pair, threshold=0.9, style=PairStyle(height=SIZE))
     assert picture.mode == "RGB" and picture.height > SIZE
     indices, values, scale = select_pairs(pair, threshold=0.9)
     assert np.all(np.abs(values) >= 0.9 * scale) and len(indices) >= 1
@@ -75,8 +76,8 @@ def test_opacity_follows_relevance():
     strong, weak = one_pair(4.0), one_pair(4.0)
     weak[0, 0, 3, 3] = 1.0
     weak[3, 3, 0, 0] = 4.0  # now another pair sets the scale: the (0,0)->(3,3) curve is at 1/4 opacity
-    strong_picture = draw_pair(white(), white(), strong, gap=GAP, bend=BEND)
-    weak_picture = draw_pair(white(), white(), weak, gap=GAP, bend=BEND)
+    strong_picture = draw_pair(white(), white(), strong, style=STYLE)
+    weak_picture = draw_pair(white(), white(), weak, style=STYLE)
     assert weak_picture.info["boxes"] == strong_picture.info["boxes"]
     strong_rgb = pixel_near(strong_picture, arc_midpoint(strong_picture))
     weak_rgb = pixel_near(weak_picture, arc_midpoint(weak_picture))

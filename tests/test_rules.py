@@ -159,7 +159,7 @@ def test_rooted_bigram_pooling_passes_relevance_through_the_root(aligned):
     from bilrp_core.bigram import BigramPooling
 
     plain = BigramPooling(shifts=(1, 2), aligned=aligned).double()
-    rooted = BigramPooling(shifts=(1, 2), aligned=aligned, root=True).double()
+    rooted = BigramPooling(shifts=(1, 2), aligned=aligned, sqrt=True).double()
     g = torch.Generator().manual_seed(9)
     a = torch.rand(1, 10, 3, 7, dtype=torch.float64, generator=g) * (torch.rand(1, 10, 3, 7, generator=g) > 0.4)
     scale = 0.5 ** 0.5 if aligned else 1.0  # the aligned copies are scaled after the root
@@ -196,3 +196,32 @@ def test_signal_take_all_rule_gives_everything_to_the_signal_conv(gamma):
         assert not torch.allclose(layer(a), before)
     rule = SignalTakeAllRule(gamma)
     torch.testing.assert_close(rule.backward(rule.prepare(layer, a), relevance), fast)
+
+
+class _HalfRule:
+    """A made-up rule (half of the relevance passes) that the reference has no equation for."""
+
+    def prepare(self, layer, a):
+        return {}
+
+    def backward(self, ctx, relevance):
+        return relevance / 2
+
+
+def test_reference_refuses_a_rule_it_has_no_equation_for():
+    """An unknown rule is an error, not silently the gradient rule (the comparison would then mean nothing)."""
+    from bilrp_core.bigram import BigramPooling, BigramPoolingRule
+
+    a = torch.rand(1, 10, 3, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
+    with pytest.raises(TypeError, match="_HalfRule"):
+        _layer_matrix(_HalfRule(), nn.ReLU(), a)
+    with pytest.raises(TypeError, match="BigramPoolingRule"):  # aligned routing is not the gradient rule
+        _layer_matrix(BigramPoolingRule(), BigramPooling(shifts=(1, 2), aligned=True).double(), a)
+
+
+def test_safe_divide_and_stabilize():
+    from bilrp_core.numerics import safe_divide, stabilize
+
+    z = torch.tensor([-2.0, 0.0, 4.0])
+    torch.testing.assert_close(safe_divide(torch.tensor([1.0, 5.0, 2.0]), z), torch.tensor([-0.5, 0.0, 0.5]))
+    torch.testing.assert_close(stabilize(z, 1e-3), torch.tensor([-2.001, 1e-3, 4.001]))  # zero counts positive

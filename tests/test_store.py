@@ -86,6 +86,30 @@ def test_query_filters(filled):
         filled.count_items(colour="red")
 
 
+def test_filtered_ids_and_item_rows(filled):
+    """The id-only query behind searches and exports, and the rows builds open images from."""
+    assert filled.filtered_ids() is None and filled.filtered_ids(kind=None, place="") is None  # no restriction
+    assert filled.filtered_ids(kind="table").tolist() == [1, 2, 3]
+    assert filled.filtered_ids(place="Paris", year_min=1500).tolist() == [4]
+    assert filled.filtered_ids(kind=[]).tolist() == []
+    with pytest.raises(TypeError, match="colour"):
+        filled.filtered_ids(colour="red")
+    rows = filled.item_rows()
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+    assert rows[2] == (3, "/scans/2.png", "1,2,3,4") and rows[1][2] is None
+    assert filled.item_rows([5, 1, 99]) == [(1, "/scans/1.png", None), (5, "/scans/4.png", None)]
+
+
+def test_one_list_of_filters_for_store_cli_and_explorer():
+    """The CLI's filter options and the store's SQL both come from corpus_index.filters."""
+    from corpus_index.cli import build_parser
+    from corpus_index.filters import BROWSE_FILTERS, EQUALITY_FILTERS, FILTERS, YEAR_FILTERS
+
+    assert set(FILTERS) == set(EQUALITY_FILTERS) | set(YEAR_FILTERS) and set(BROWSE_FILTERS) <= set(FILTERS)
+    query = build_parser().parse_args(["query", "--model", "m", "--item", "1"])
+    assert {name for name in FILTERS if hasattr(query, name)} == set(FILTERS)
+
+
 def test_query_columns_and_types(filled):
     frame = filled.query_items()
     for column in ("id", "path", "kind", "group", "book", "title", "author", "printer", "place", "year",

@@ -1,0 +1,309 @@
+"""BiLRP explanations of corpus items: the γ schedule, each image's factors (through the disk cache), the pair.
+
+BiLRP(x, x') = Σ_m R_m(x) ⊗ R_m(x'), and the factors R(x) do not depend on the other image: each image's are
+computed once (:func:`compute_factors`) and kept in the :class:`~corpus_index.factor_cache.FactorCache`, and a
+pair is one matrix product of two of them (:func:`pair_from_factors`). :func:`explain_pair` puts a pair together
+as an :class:`Explanation`, which knows where its patches lie on the scans — for an item that is a region of a
+page, on the page — so the command line's and the explorer's tables of patch pairs are the same table.
+
+The γ schedule has one form in memory, ``{layer index (int): γ (float)}`` (:func:`resolve_schedule`); it becomes
+JSON (string keys) only where it is written or hashed (:mod:`corpus_index.factor_cache`).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from corpus_index.factor_cache import FactorCache, FactorReport
+from corpus_index.progress import Progress
+
+Size = tuple[int, int]
+
+
+def resolve_schedule(model, gamma) -> dict[int, float]:
+    """The full γ schedule {layer index: γ} of ``model`` for a γ choice (None, a number or a dict).
+
+    Validated by :func:`bilrp_core.resolve_gamma`: a bad γ or a layer the model lacks raises before any work.
+    """
+    import bilrp_core
+
+    if isinstance(gamma, bool) or not (gamma is None or isinstance(gamma, numbers.Real | dict)):
+        raise TypeError(f"gamma must be None, a number or a dict {{layer index: gamma}}, not {gamma!r}")
+    schedule = bilrp_core.resolve_gamma(model, gamma)
+    return {int(index): float(value) for index, value in sorted(schedule.items())}
+
+
+def model_input_image(model, x: torch.Tensor, original: Image.Image | None = None) -> Image.Image:
+    """The image the model saw, as PIL at the model's input size, for drawing explanations on.
+
+    In order: the model's own ``input_image(x)`` if it has one; the ``original`` scan resized to the input's
+    size (right for models whose preprocessing rescales the whole page, like VGG-16 and the bigram network, and
+    keeps the scan's colours rather than e.g. the bigram network's inverted ink); the input mapped back through
+    the model's z^B input bounds (the values pixel 0 and 1 map to); else the tensor stretched to [0, 1].
+    """
+    if callable(getattr(model, "input_image", None)):
+        return model.input_image(x)
+    height, width = x.shape[-2:]
+    if original is not None:
+        return original.convert("RGB").resize((int(width), int(height)), resample=Image.Resampling.BICUBIC)
+    x = x.detach().float().cpu()[0]
+    if hasattr(model, "input_low"):
+        low, high = (t.detach().float().cpu().reshape(-1, 1, 1) for t in model.input_bounds)
+        scaled = (x - low) / (high - low)
+    else:
+        scaled = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
+    pixels = (scaled.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    if pixels.shape[2] == 1:
+        return Image.fromarray(pixels[:, :, 0], mode="L")
+    return Image.fromarray(pixels[:, :, :3], mode="RGB")
+
+
+@dataclass
+class Explanation:
+    """A BiLRP explanation of one pair, ready to draw and to tabulate.
+
+    Attributes
+    ----------
+    pair : ndarray (H1/p, W1/p, H2/p, W2/p) float32
+        Relevance of every pair of pool x pool patches; its sum is the explained similarity.
+    score : float
+        y = <phi(x), phi(x')>, the similarity the index shows.
+    total : float
+        ``pair.sum()``; equals ``score`` up to rounding for bias-free ReLU models (Proposition 1).
+    image1, image2 : PIL.Image
+        The two images as the model saw them (model input size), for drawing.
+    model_key : str
+    gamma : dict
+        The resolved schedule {layer index: gamma} used.
+    pool : int or tuple
+    ids : tuple
+        The two item ids (None for an uploaded image).
+    cached : (bool, bool)
+        Whether each image's factors came from the cache.
+    transforms : (str, str) or None
+        Rotation-max models: the flips/rotations of the two images whose similarity is the max (the pair matrix
+        is drawn on the images in their original orientation).
+    original_sizes : ((w1, h1), (w2, h2)) or None
+        Sizes of what the two items show (the scan, or the region of a page) before preprocessing.
+    offsets : ((x1, y1), (x2, y2))
+        Where that lies on its image file: a region's top-left corner, (0, 0) for a whole scan or an upload.
+    """
+
+    pair: np.ndarray
+    score: float
+    total: float
+    image1: Image.Image
+    image2: Image.Image
+    model_key: str
+    gamma: dict
+    pool: int | tuple
+    ids: tuple = (None, None)
+    cached: tuple = field(default=(False, False))
+    transforms: tuple | None = None
+    original_sizes: tuple[Size, Size] | None = None
+    offsets: tuple[Size, Size] = ((0, 0), (0, 0))
+
+    def table(self, n: int = 20, sign: str = "both", threshold: float | None = None, original_sizes=None,
+              offsets=None):
+        """The ``n`` strongest patch pairs with pixel boxes (:func:`bilrp_core.render.top_pairs`).
+
+        ``img1_x0 …`` are boxes on the model input; ``orig1_x0 …`` the same boxes on the image files, scaled to
+        ``original_sizes`` and moved by ``offsets`` (default: the explanation's own), so a region item's boxes
+        are in the coordinates of its page.
+        """
+        from bilrp_core.render import top_pairs
+
+        sizes = original_sizes if original_sizes is not None else self.original_sizes
+        table = top_pairs(self.pair, pool=self.pool, n=n, sign=sign, threshold=threshold,
+                          input_sizes=(self.image1.size, self.image2.size), original_sizes=sizes)
+        for side, (dx, dy) in enumerate(offsets if offsets is not None else self.offsets, start=1):
+            for column, offset in (("x0", dx), ("x1", dx), ("y0", dy), ("y1", dy)):
+                if offset and f"orig{side}_{column}" in table:
+                    table[f"orig{side}_{column}"] += offset
+        return table
+
+    def draw(self, top: int = 30, sign: str = "both", **options) -> Image.Image:
+        """Both images side by side with curves between the strongest pairs (:func:`bilrp_core.render.draw_pair`)."""
+        from bilrp_core.render import draw_pair
+
+        return draw_pair(self.image1, self.image2, self.pair, top=top, sign=sign, **options)
+
+
+def model_transforms(model) -> list[int | None]:
+    """The transforms whose factors an item has: ``[None]``, or ``[0, ..., 7]`` for rotation-max models."""
+    from corpus_index.models import transform_count
+
+    count = transform_count(model)
+    return [None] if count == 1 else list(range(count))
+
+
+def check_transform(model, transform: int | None) -> int | None:
+    """``transform`` as the cache names it: None for models without flips/rotations, else 0–7 (default 0)."""
+    transforms = model_transforms(model)
+    if transforms == [None]:
+        if transform not in (None, 0):
+            raise ValueError(f"transform={transform}: this model has no flips/rotations")
+        return None
+    transform = 0 if transform is None else int(transform)
+    if transform not in transforms:
+        raise ValueError(f"transform must be one of {transforms}, got {transform}")
+    return transform
+
+
+def compute_factors(model, image: Image.Image, schedule: dict[int, float], pool,
+                    transform: int | None = None) -> np.ndarray:
+    """R(x) of one image (``bilrp_core.relevance_factors`` on the preprocessed image) as float32 numpy.
+
+    For rotation-max models, the factors of tau_transform(x) mapped back to the orientation of x.
+    """
+    import bilrp_core
+
+    x = model.preprocess(image)
+    if transform is None:
+        factors = bilrp_core.relevance_factors(model, x, gamma=schedule, pool=pool)
+    else:
+        factors = model.relevance_factors(x, transform, gamma=schedule, pool=pool)
+    return factors.detach().cpu().numpy().astype(np.float32)
+
+
+def pair_from_factors(factors1: np.ndarray, factors2: np.ndarray) -> np.ndarray:
+    """The pair matrix sum_m R_m(x) (x) R_m(x') from cached factors: one matrix product."""
+    import bilrp_core
+
+    return bilrp_core.pair_matrix(torch.from_numpy(factors1), torch.from_numpy(factors2)).numpy()
+
+
+def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, image: Callable[[], Image.Image],
+                   gamma=None, pool=8, transform: int | None = None,
+                   tag: str | None = None) -> tuple[np.ndarray, bool]:
+    """Factors of one item from ``cache``, computed (and cached) on first use.
+
+    Parameters
+    ----------
+    cache : FactorCache
+    model : SimilarityModel or RotationMax
+        The model ``model_key`` names.
+    model_key : str
+    item_id : int
+    image : callable
+        Returns the item's PIL image (only called on a cache miss).
+    gamma : None, float or dict
+    pool : int or (int, int)
+    transform : int, optional
+        Rotation-max models: which flip/rotation (factors mapped back to the original orientation); default 0.
+    tag : str, optional
+        The item's current content tag: a cached file with another tag is computed again (and replaced).
+
+    Returns
+    -------
+    factors : ndarray (h, H/p, W/p) float32
+    cached : bool
+        Whether they came from the cache.
+    """
+    transform = check_transform(model, transform)
+    schedule = resolve_schedule(model, gamma)
+    factors = cache.load(model_key, schedule, pool, item_id, transform, tag)
+    if factors is not None:
+        return factors, True
+    factors = compute_factors(model, image(), schedule, pool, transform)
+    cache.save(model_key, schedule, pool, item_id, factors, transform, tag or "")
+    return factors, False
+
+
+def cache_factors(cache: FactorCache, model, model_key: str, rows: Sequence[tuple[int, str, str | None]],
+                  load_image: Callable[[str, str | None], Image.Image], gamma=None, pool=8,
+                  progress: Progress | None = None, tags: dict[int, str] | None = None) -> FactorReport:
+    """Compute and cache the factors of every item in ``rows`` (id, path, region) that has none yet, in-process.
+
+    Rotation-max models get all 8 transforms per item. An interruption keeps every finished item, so a rerun
+    continues where it stopped. ``tags`` (item id -> content tag) makes files of other content count as missing;
+    an unreadable scan is reported in the result and the others go on.
+    """
+    tags = tags or {}
+    schedule = resolve_schedule(model, gamma)
+    transforms = model_transforms(model)
+    report = FactorReport()
+    todo = [row for row in rows if not all(
+        cache.is_current(model_key, schedule, pool, row[0], t, tags.get(int(row[0]), "")) for t in transforms)]
+    report.cached = len(rows) - len(todo)
+    for number, (item_id, path, region) in enumerate(todo, start=1):
+        try:
+            image = load_image(path, region)
+        except Exception as error:  # one unreadable scan must not stop the corpus
+            report.skipped.append((int(item_id), f"{path}: {error}"))
+        else:
+            for transform in transforms:
+                factors = compute_factors(model, image, schedule, pool, transform)
+                cache.save(model_key, schedule, pool, item_id, factors, transform, tags.get(int(item_id), ""))
+            report.computed += 1
+        if progress is not None:
+            progress(report.cached + number, len(rows), f"BiLRP factors {model_key}: {item_id}")
+    return report
+
+
+@dataclass
+class PairSide:
+    """One image of a pair to explain: an uploaded image (``item_id`` None) or a corpus item.
+
+    ``phi`` is the item's stored φ when it has current features (else it is computed), ``tag`` its content tag
+    (for the factor cache), ``offset`` where the item lies on its image file (a region's corner).
+    """
+
+    image: Image.Image
+    item_id: int | None = None
+    phi: np.ndarray | None = None
+    tag: str | None = None
+    offset: Size = (0, 0)
+
+
+def explain_pair(cache: FactorCache, model, model_key: str, sides: Sequence[PairSide], gamma=None,
+                 pool=8) -> Explanation:
+    """BiLRP explanation of two images: items' factors through ``cache``, an upload's computed (not cached).
+
+    For rotation-max models the pair of flips/rotations with the highest similarity is explained, on the images
+    in their original orientation.
+    """
+    from corpus_index.models import embed, transform_count
+
+    schedule = resolve_schedule(model, gamma)
+    inputs = [model.preprocess(side.image) for side in sides]
+    phis = []
+    for side, x in zip(sides, inputs, strict=True):
+        if side.phi is None:  # an upload, or a model not built yet: one forward pass
+            with torch.no_grad():
+                phis.append(embed(model, x)[0].cpu().numpy())
+        else:
+            phis.append(side.phi)
+    group = transform_count(model)
+    scores = phis[0].reshape(group, -1).astype(np.float64) @ phis[1].reshape(group, -1).astype(np.float64).T
+    best = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    transforms = [None, None] if group == 1 else [int(t) for t in best]
+    factors, cached = [], []
+    for side, transform in zip(sides, transforms, strict=True):
+        if side.item_id is None:
+            factors.append(compute_factors(model, side.image, schedule, pool, transform))
+            cached.append(False)
+        else:
+            array, hit = cached_factors(cache, model, model_key, side.item_id, lambda side=side: side.image,
+                                        schedule, pool, transform, tag=side.tag)
+            factors.append(array)
+            cached.append(hit)
+    pair = pair_from_factors(*factors)
+    names = None
+    if group > 1:
+        from bilrp_core.rotation import TRANSFORMS
+
+        names = tuple(TRANSFORMS[t][0] for t in transforms)
+    return Explanation(
+        pair=pair, score=float(scores[best]), total=float(pair.sum(dtype=np.float64)),
+        image1=model_input_image(model, inputs[0], sides[0].image),
+        image2=model_input_image(model, inputs[1], sides[1].image),
+        model_key=model_key, gamma=schedule, pool=pool, ids=tuple(side.item_id for side in sides),
+        cached=tuple(cached), transforms=names, original_sizes=tuple(side.image.size for side in sides),
+        offsets=tuple(side.offset for side in sides))

@@ -1,0 +1,90 @@
+"""The metadata filters of a corpus, defined once: the store's SQL, the facade's checks, the command line's options
+and the explorer's widgets all read them from here.
+
+A filter is a keyword of :meth:`corpus_index.store.Store.query_items` and everything built on it
+(:meth:`~corpus_index.corpus.Corpus.search`, ``export``, ``count``). Equality filters compare an item's or its
+book's field; a list value means "any of these". The year filters bound the book's year (items of unknown year
+are left out of any range).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+#: Equality filters: name -> SQL expression over ``items i LEFT JOIN books b``.
+EQUALITY_FILTERS = {"kind": "i.kind", "group": 'i."group"', "book": "i.book", "place": "b.place",
+                    "printer": "b.printer"}
+#: Year filters: name -> comparison of the book's year with the value.
+YEAR_FILTERS = {"year_min": ">=", "year_max": "<="}
+#: Every filter, in the order they are listed to users.
+FILTERS = ("kind", "book", "year_min", "year_max", "place", "printer", "group")
+#: The equality filters a browsing user picks from the corpus's values (``group`` names the copies of one table:
+#: shown with an item, not offered as a list to browse by).
+BROWSE_FILTERS = ("kind", "book", "place", "printer")
+#: One line of help per filter (command line options).
+FILTER_HELP = {
+    "kind": "only items of this kind (e.g. table, woodcut)",
+    "book": "only items of this book id",
+    "year_min": "only books printed in or after this year",
+    "year_max": "only books printed in or before this year",
+    "place": "only books printed at this place",
+    "printer": "only books by this printer",
+    "group": "only items of this group (e.g. the copies of one table)",
+}
+
+
+def check_filters(filters: dict[str, Any], allowed: tuple[str, ...] = FILTERS, where: str = "") -> None:
+    """Raise ``TypeError`` naming the unknown filter names in ``filters`` (a typo must not filter nothing)."""
+    unknown = sorted(set(filters) - set(allowed))
+    if unknown:
+        raise TypeError(f"{where + ': ' if where else ''}unknown filter(s) {unknown}; known: {list(allowed)}")
+
+
+def active_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """The filters that are set (``None`` and ``""`` mean "any")."""
+    return {k: v for k, v in filters.items() if v is not None and not (isinstance(v, str) and v == "")}
+
+
+def where_clause(ids=None, **filters: Any) -> tuple[str, list[Any]]:
+    """The SQL ``WHERE`` clause (and its parameters) of the filters over ``items i LEFT JOIN books b``.
+
+    A list value means "any of these" (an empty list matches nothing); ``ids`` restricts to these item ids.
+    Lists travel as one JSON parameter (``json_each``), so the statement keeps its size however long they are.
+
+    Raises
+    ------
+    TypeError
+        For an unknown filter name.
+    ValueError
+        For a year that is not a whole number.
+    """
+    check_filters(filters)
+    clauses, params = [], []
+    for name, column in EQUALITY_FILTERS.items():
+        value = filters.get(name)
+        if value is None:
+            continue
+        if isinstance(value, list | tuple | set | frozenset | pd.Series):
+            clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps([str(v) for v in value]))
+        else:
+            clauses.append(f"{column} = ?")
+            params.append(str(value))
+    for name, op in YEAR_FILTERS.items():
+        value = filters.get(name)
+        if value is None:
+            continue
+        try:
+            year = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+        # A year range excludes items whose year is unknown (NULL compares as unknown, never true).
+        clauses.append(f"b.year IS NOT NULL AND b.year {op} ?")
+        params.append(year)
+    if ids is not None:
+        clauses.append("i.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps([int(i) for i in ids]))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
