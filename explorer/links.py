@@ -91,6 +91,19 @@ def read() -> dict[str, Any]:
     return link
 
 
+def pair_or_stop(link: dict[str, Any], hint: str) -> tuple[int, int]:
+    """The link's pair; otherwise a "no such item" error (an impossible id) or ``hint``, and the page stops."""
+    if link["pair"] is None and link["unknown_item"] is not None:
+        from explorer import data, errors  # here, not at the top: explorer.data imports this module
+
+        errors.report("Reading the pair", data.no_such_item(link["unknown_item"]))
+        st.stop()
+    if link["pair"] is None:
+        st.info(hint)
+        st.stop()
+    return link["pair"]
+
+
 def read_and_warn() -> dict[str, Any]:
     """:func:`read`, showing a warning for each part of the link that had to be ignored."""
     link = read()

@@ -18,13 +18,7 @@ st.caption("The paper (Sec. 5.3) compares the bigram network with VGG-16 on tabl
            "pairs of digits, VGG-16 also matches borders and layout. Here the same pair is explained under two "
            "models, and under one model at several γ.")
 
-pair = link["pair"]
-if pair is None and link["unknown_item"] is not None:
-    errors.report("Reading the pair", data.no_such_item(link["unknown_item"]))
-    st.stop()
-if pair is None:
-    st.info("Open a pair from the Explain or Neighbours page (the link carries ?pair=ID1-ID2).")
-    st.stop()
+pair = links.pair_or_stop(link, "Open a pair from the Explain or Neighbours page (the link carries ?pair=ID1-ID2).")
 originals = None
 with errors.shown("Reading the pair"):
     originals = [data.image(root, pair[0]), data.image(root, pair[1])]

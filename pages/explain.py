@@ -27,12 +27,7 @@ with st.expander("Choose the pair", expanded=pair is None):
     id2 = second.number_input("Second item id", min_value=0, value=pair[1] if pair else None, step=1)
     if go.button("Explain", key="ex_go") and id1 is not None and id2 is not None:
         links.go("explain", pair=(int(id1), int(id2)), model=link["model"], gamma=link["gamma"])
-if pair is None and link["unknown_item"] is not None:
-    errors.report("Reading the pair", data.no_such_item(link["unknown_item"]))
-    st.stop()
-if pair is None:
-    st.info("Open a pair from the Neighbours page, or enter two item ids above.")
-    st.stop()
+pair = links.pair_or_stop(link, "Open a pair from the Neighbours page, or enter two item ids above.")
 
 items = [None, None]
 with errors.shown("Reading the pair"):

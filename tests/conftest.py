@@ -6,6 +6,7 @@ from torch import nn
 
 from bilrp_core import SimilarityModel
 from bilrp_core.layers import MaxOverAxis, MinOverAxis, MinPool2d, Shift, ShiftedCopies
+from corpus_index.store import Store
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -47,3 +48,11 @@ def pair():
     g = torch.Generator().manual_seed(7)
     return (torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64),
             torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64))
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An empty corpus store under ``tmp_path/root``, closed after the test."""
+    store = Store(tmp_path / "root")
+    yield store
+    store.close()

@@ -99,13 +99,6 @@ def server():
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "root")
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def connections(monkeypatch):
     """The addresses connected to; connecting anywhere but 127.0.0.1 fails the test before any packet."""
     seen, real = [], iiif_fetch.socket.create_connection

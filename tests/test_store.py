@@ -18,13 +18,6 @@ def _item(n, **fields):
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(tmp_path / "root")
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def filled(store):
     """Three books: 1540 Venice (2 tables + a region), 1550 Paris (a diagram), and one without a year."""
     store.add_item(**_item(1, kind="table", book="A", title="Sphaera A", printer="Giunta", place="Venice",
