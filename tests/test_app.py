@@ -16,6 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from explorer.shell import PAGES
 
+pytestmark = pytest.mark.slow  # Streamlit AppTest runs of whole pages: the full suite, not the fast subset
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MODEL = "vgg16-L5-h8-seed0-px64"
 OTHER_MODEL = "vgg16-L10-h8-seed0-px64"

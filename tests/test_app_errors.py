@@ -14,6 +14,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from tiny_corpus import make_sparse_corpus
 
+pytestmark = pytest.mark.slow  # Streamlit AppTest runs of whole pages: the full suite, not the fast subset
+
 APP_DIR = Path(__file__).resolve().parent.parent
 APP = str(APP_DIR / "app.py")
 MODEL = "vgg16-L5-h8-seed0-px64"

@@ -15,6 +15,8 @@ from tiny_corpus import FORMULA_TITLE, SPARSE_FIELDS, make_sparse_corpus
 
 from explorer.captions import field, item_caption
 
+pytestmark = pytest.mark.slow  # Streamlit AppTest runs of whole pages: the full suite, not the fast subset
+
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MODEL = "vgg16-L5-h8-seed0-px64"
 TIMEOUT = 120

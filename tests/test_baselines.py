@@ -1,5 +1,6 @@
 """Baselines of Sec. 4 against brute-force definitions on a tiny model."""
 
+import pytest
 import torch
 from torch.autograd.functional import hessian
 
@@ -16,6 +17,7 @@ def _pool_pairs(full, shape1, shape2, pool):
     return t.sum(dim=(0, 2, 4, 5, 7, 9))
 
 
+@pytest.mark.slow
 def test_cross_hessian_equals_autograd_hessian(pair):
     model = small_conv_net(seed=1, bias=True)
     x, x2 = pair

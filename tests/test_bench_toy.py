@@ -66,6 +66,7 @@ def test_toy_network_explanations_are_6x6_and_conserve_the_similarity():
     torch.testing.assert_close(explanations[("Hessian×Product", None)], pooled_by_hand, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_few_training_steps_reduce_the_error_and_are_deterministic():
     emb = toy_model.digit_embeddings(seed=0)
     generator = torch.Generator().manual_seed(5)
@@ -82,6 +83,7 @@ def test_a_few_training_steps_reduce_the_error_and_are_deterministic():
     torch.testing.assert_close(again.state_dict(), model.state_dict())
 
 
+@pytest.mark.slow
 def test_a_diverging_run_rolls_back_and_returns_its_best_validated_state():
     emb = toy_model.digit_embeddings(seed=0)
     model = toy_model.build_model(seed=0)
@@ -132,6 +134,7 @@ def test_test_pairs_all_have_a_match():
         bench_toy.test_pairs(0, seed=0)
 
 
+@pytest.mark.slow
 def test_benchmark_end_to_end_writes_csv_png_and_reuses_the_model(tmp_path):
     args = ["--steps", "20", "--batch-size", "32", "--pairs", "5", "--out", str(tmp_path)]
     rows = bench_toy.main(args)

@@ -97,6 +97,7 @@ def test_explanation_runs_and_shapes(print_strip):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_dimensions_with_zero_phi_are_skipped_and_nothing_changes(print_strip, monkeypatch):
     """Absent bigrams (φ_m = 0) have zero relevance by linearity: skipped, and every factor stays as computed."""
     import bilrp_core.attribution as attribution
@@ -164,6 +165,7 @@ def test_phi_holds_the_roots_of_the_bigram_sums_by_default(print_strip):
     torch.testing.assert_close(rooted.unnormalized(x) ** 2, sums.unnormalized(x), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_script_runs_and_its_weights_load(tmp_path, print_strip):
     from corpus_index.train_bigram import blob_targets, main
 

@@ -109,6 +109,7 @@ def test_info_and_help(root, capsys):
         assert "usage:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs(root):
     result = subprocess.run([sys.executable, "-m", "corpus_index", "--root", str(root), "info"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)

@@ -14,6 +14,8 @@ from tiny_corpus import SMALL_VGG_KEY, write_source
 from corpus_index.cli import main
 from corpus_index.models import load_model
 
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses
+
 REPO = Path(__file__).resolve().parent.parent
 HUGE = "99999999999999999999999"
 

@@ -229,6 +229,7 @@ def test_report_dataframe_columns():
     assert list(frame["status"]) == ["added", "duplicate", "skipped"]
 
 
+@pytest.mark.slow
 def test_demo_corpus_ingest(store, tmp_path):
     out = tmp_path / "demo"
     command = [sys.executable, "-m", "corpus_index.synthetic", "--out", str(out), "--books", "3", "--seed",

@@ -6,6 +6,8 @@ from tiny_corpus import SMALL_VGG_KEY, make_corpus
 
 from corpus_index.features import FeatureStore
 
+pytestmark = pytest.mark.slow  # starts a local Ray cluster
+
 ray = pytest.importorskip("ray")
 
 

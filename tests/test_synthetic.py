@@ -122,6 +122,7 @@ def test_table_groups_have_editions_in_different_typefaces(corpus):
         assert rows["book"].nunique() == len(rows), group
 
 
+@pytest.mark.slow
 def test_same_seed_same_files_other_seed_differs(tmp_path):
     a = generate_corpus(tmp_path / "a", books=2, seed=7, workers=1)
     b = generate_corpus(tmp_path / "b", books=2, seed=7, workers=2)
@@ -285,6 +286,7 @@ def test_refuses_foreign_non_empty_folder(tmp_path):
         generate_corpus(tmp_path / "new", books=-1)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_small_corpus(tmp_path):
     assert main(["--out", str(tmp_path / "c"), "--books", "1", "--seed", "3", "--workers", "1"]) == 0
     meta = pd.read_csv(tmp_path / "c" / "metadata.csv")

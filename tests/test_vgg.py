@@ -75,6 +75,7 @@ def test_imagenet_offline_says_how_to_provide_the_file(monkeypatch, tmp_path):
         vgg16_similarity(layer=5, weights="imagenet", image_size=32)
 
 
+@pytest.mark.slow
 def test_weights_from_a_state_dict_file(tmp_path):
     from torchvision.models import vgg16
 
