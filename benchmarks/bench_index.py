@@ -35,8 +35,8 @@ import faiss  # noqa: E402
 import torch  # noqa: E402
 
 from corpus_index.corpus import Corpus  # noqa: E402
-from corpus_index.faiss_index import make_index, search_params  # noqa: E402
 from corpus_index.models import load_model  # noqa: E402
+from corpus_index.storage.faiss_index import make_index, search_params  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 VGG_KEY = "vgg16-L17-h100-seed0"

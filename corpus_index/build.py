@@ -1,9 +1,10 @@
-"""Building a model's features, index and factor cache from a corpus's :class:`~corpus_index.store.Store`.
+"""Building a model's features, index and factor cache from a corpus's :class:`~corpus_index.storage.store.Store`.
 
 A build is also the repair command. Before computing anything it re-hashes the scans that changed since their
-last check (:mod:`corpus_index.rehash`), moves damaged and unverifiable feature batches, index files and factor
-files to ``ROOT/replaced/`` (:mod:`corpus_index.integrity`), and then computes every item whose stored vector was
-not computed from its current content (hash and region). The index is synced with the current vectors only.
+last check (:mod:`corpus_index.storage.rehash`), moves damaged and unverifiable feature batches, index files and
+factor files to ``ROOT/replaced/`` (:mod:`corpus_index.storage.integrity`), and then computes every item whose
+stored vector was not computed from its current content (hash and region). The index is synced with the current
+vectors only.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from corpus_index.explanation import cache_factors, model_transforms, resolve_schedule
-from corpus_index.factor_cache import FactorCache, FactorReport
-from corpus_index.faiss_index import VectorIndex, expand_rows
-from corpus_index.features import FeatureReport, FeatureStore, build_features, iter_local_batches
-from corpus_index.model_stamp import is_stale, set_aside, write_stamp
+from corpus_index.local_engine import iter_local_batches
 from corpus_index.models import canonical_key, load_model, transform_count
 from corpus_index.progress import Progress
-from corpus_index.rehash import refresh_hashes
-from corpus_index.store import Store
+from corpus_index.storage.factor_cache import FactorCache, FactorReport
+from corpus_index.storage.faiss_index import VectorIndex, expand_rows
+from corpus_index.storage.features import FeatureReport, FeatureStore, build_features
+from corpus_index.storage.model_stamp import is_stale, set_aside, write_stamp
+from corpus_index.storage.rehash import refresh_hashes
+from corpus_index.storage.store import Store
 
 
 @dataclass
@@ -166,7 +168,7 @@ def precompute_factors(store: Store, factor_cache: FactorCache, model_key: str,
     rows = store.item_rows(item_ids)
     tags = store.content_tags(None if item_ids is None else [row[0] for row in rows])
     if engine != "ray":
-        from corpus_index.features import open_image
+        from corpus_index.local_engine import open_image
 
         return cache_factors(factor_cache, model, key, rows, open_image, gamma, pool, progress, tags)
     from corpus_index.ray_engine import iter_factor_results

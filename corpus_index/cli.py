@@ -20,9 +20,9 @@ from pathlib import Path
 from corpus_index.cli_args import check_destination, count_arg, gamma_arg, item_id_arg, year_arg
 from corpus_index.errors import user_errors
 from corpus_index.filters import FILTER_HELP, FILTERS, YEAR_FILTERS
-from corpus_index.layout import INDEX_SUFFIXES, Layout
 from corpus_index.models import DEFAULT_MODEL_KEY, DEMO_MODEL_KEYS, KEY_LIMITS, canonical_key
 from corpus_index.progress import ProgressPrinter
+from corpus_index.storage.layout import INDEX_SUFFIXES, Layout
 
 EPILOG = ("model keys: vgg16-L{5,10,17,24,31}-h{H}-seed{S}[-px{SIZE}][-rot] (random weights), "
           f"vgg16in-... (ImageNet weights, if on disk), bigram[-rot]; {KEY_LIMITS}")
@@ -48,7 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build and search a corpus of page scans: ingest, features, FAISS indexes, BiLRP explanations.")
     parser.add_argument("--root", default="./data", help="corpus root folder (default: ./data)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(sub)
+    _add_ingest(sub)
+    _add_build(sub)
+    _add_query(sub)
+    _add_explain(sub)
+    _add_export(sub)
+    sub.add_parser("info", help="items, books and built models of the corpus")
+    return parser
 
+
+def _add_demo(sub) -> None:
+    """``demo``: generating the demo corpus."""
     demo = sub.add_parser("demo", help="generate the demo corpus, ingest it and build the default models",
                           epilog=EPILOG)
     demo.add_argument("--books", type=int, default=24, help="number of demo books (default 24)")
@@ -57,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"model key to build (repeatable; default: {', '.join(DEMO_MODEL_KEYS)})")
     demo.add_argument("--batch-size", type=int, default=16)
 
+
+def _add_ingest(sub) -> None:
+    """``ingest``: adding scans."""
     ingest = sub.add_parser("ingest", help="add scans from a folder (with metadata CSV) or a IIIF manifest")
     ingest.add_argument("folder", nargs="?", help="folder of scans (jpg, png, tif; recursive)")
     ingest.add_argument("--csv", help="metadata CSV (default: FOLDER/metadata.csv if present)")
@@ -67,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--fetch-timeout", type=float, default=30.0, help="seconds per IIIF fetch (default 30)")
     ingest.add_argument("--max-image-mb", type=float, default=50.0, help="largest IIIF image response in MB")
 
+
+def _add_build(sub) -> None:
+    """``build``: computing a model's features and index."""
     build = sub.add_parser("build", help="compute features and the FAISS index of a model", epilog=EPILOG)
     build.add_argument("--model", action="append", dest="models", required=True, metavar="KEY",
                        help="model key (repeatable), e.g. " + DEFAULT_MODEL_KEY)
@@ -80,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--index-kind", choices=list(INDEX_SUFFIXES), default="flat",
                        help="exact inner product (flat, default) or approximate (hnsw, ivfpq)")
 
+
+def _add_query(sub) -> None:
+    """``query``: nearest neighbours."""
     query = sub.add_parser("query", help="nearest neighbours of an item or an image", epilog=EPILOG)
     query.add_argument("--model", required=True, metavar="KEY", help="model key")
     target = query.add_mutually_exclusive_group(required=True)
@@ -89,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--csv", help="also write the table to this CSV file")
     _add_filters(query)
 
+
+def _add_explain(sub) -> None:
+    """``explain``: a pair's explanation."""
     explain = sub.add_parser("explain", help="BiLRP explanation of a pair as PNG (and top patch pairs as CSV)",
                              epilog=EPILOG)
     explain.add_argument("--model", required=True, metavar="KEY", help="model key")
@@ -101,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--gamma", type=gamma_arg, help="a number or JSON {layer: gamma} (default: model's)")
     explain.add_argument("--pool", type=count_arg(1024), default=8, help="patch size in model-input pixels (default 8)")
 
+
+def _add_export(sub) -> None:
+    """``export``: neighbours of many items as CSV."""
     export = sub.add_parser("export", help="neighbours of every item (or some) with scores and metadata as CSV",
                             epilog=EPILOG)
     export.add_argument("--model", required=True, metavar="KEY", help="model key")
@@ -108,9 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-k", type=count_arg(10_000), default=10, help="neighbours per item (default 10)")
     export.add_argument("--csv", required=True, help="CSV file to write ('-' for stdout)")
     _add_filters(export)
-
-    sub.add_parser("info", help="items, books and built models of the corpus")
-    return parser
 
 
 def _open(args, create: bool = False):
@@ -143,7 +166,7 @@ def cmd_ingest(args) -> int:
     if bool(args.folder) == bool(args.iiif):
         raise UsageError("ingest needs a FOLDER or --iiif MANIFEST (not both)")
     if args.folder:  # a bad folder or metadata CSV is refused before a store is created for it
-        from corpus_index.ingest import check_folder_source
+        from corpus_index.ingest.folder import check_folder_source
 
         check_folder_source(args.folder, args.csv)
     created = not Layout(Path(args.root).expanduser()).db.exists()

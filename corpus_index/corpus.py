@@ -1,12 +1,13 @@
 """The :class:`Corpus` facade: one object for a corpus root (store, features, indexes, factor cache).
 
 Everything the app and the CLI do goes through it (docs/design.md). The paths under the root are named in
-:mod:`corpus_index.layout`; builds are :mod:`corpus_index.build`'s, explanations :mod:`corpus_index.explanation`'s.
+:mod:`corpus_index.storage.layout`; builds are :mod:`corpus_index.build`'s, explanations
+:mod:`corpus_index.explanation`'s.
 
 Stored features, index rows and factors are used for an item only if they carry its current content tag
-(:mod:`corpus_index.integrity`): otherwise a query or explanation raises :class:`StaleContentError` (features,
+(:mod:`corpus_index.storage.integrity`): otherwise a query or explanation raises :class:`StaleContentError` (features,
 index) or computes the factors again, and a damaged file raises
-:class:`~corpus_index.integrity.DamagedFileError`; ``build`` repairs both.
+:class:`~corpus_index.storage.integrity.DamagedFileError`; ``build`` repairs both.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from PIL import Image
 from corpus_index import explanation as ex
 from corpus_index.build import BuildReport, build_model, model_dim, precompute_factors
 from corpus_index.errors import CorpusNotFoundError, ItemNotFoundError, StaleModelDataError
-from corpus_index.factor_cache import FactorCache, FactorReport
-from corpus_index.faiss_index import INDEX_KINDS, IndexMissingError, VectorIndex
-from corpus_index.features import FeatureStore, compute_batch
 from corpus_index.filters import check_filters
-from corpus_index.integrity import StaleContentError, check_index
-from corpus_index.layout import Layout
-from corpus_index.model_stamp import is_stale
+from corpus_index.local_engine import compute_batch
 from corpus_index.models import canonical_key, key_transform_count, load_model
 from corpus_index.progress import Progress
-from corpus_index.store import Store, parse_region
+from corpus_index.storage.factor_cache import FactorCache, FactorReport
+from corpus_index.storage.faiss_index import INDEX_KINDS, IndexMissingError, VectorIndex
+from corpus_index.storage.features import FeatureStore
+from corpus_index.storage.integrity import StaleContentError, check_index
+from corpus_index.storage.layout import Layout
+from corpus_index.storage.model_stamp import is_stale
+from corpus_index.storage.store import Store, parse_region
 
 # Errors a caller of the facade catches, importable from here.
 __all__ = ["Corpus", "CorpusNotFoundError", "ItemNotFoundError", "StaleContentError", "StaleModelDataError"]
@@ -78,14 +80,14 @@ class Corpus:
 
     # -- ingest and metadata ------------------------------------------------------------------------------------
     def ingest_folder(self, folder, metadata_csv=None, progress: Progress | None = None):
-        """Ingest a folder of scans (see :func:`corpus_index.ingest.ingest_folder`); returns an IngestReport."""
-        from corpus_index.ingest import ingest_folder
+        """Ingest a folder of scans (see :func:`corpus_index.ingest.folder.ingest_folder`); returns an IngestReport."""
+        from corpus_index.ingest.folder import ingest_folder
 
         return ingest_folder(self.store, folder, metadata_csv=metadata_csv, progress=progress)
 
     def ingest_iiif(self, manifest, max_size: int = 1600, progress: Progress | None = None, **options):
-        """Ingest a IIIF manifest (path or URL; see :func:`corpus_index.iiif.ingest_iiif`; images go to ROOT)."""
-        from corpus_index.iiif import ingest_iiif
+        """Ingest a IIIF manifest (path or URL; see :func:`corpus_index.ingest.iiif.ingest_iiif`; images go to ROOT)."""
+        from corpus_index.ingest.iiif import ingest_iiif
 
         return ingest_iiif(self.store, manifest, max_size=max_size, progress=progress, **options)
 
@@ -106,14 +108,14 @@ class Corpus:
 
     def image(self, item_id: int) -> Image.Image:
         """The item's image (RGB, cropped to its region)."""
-        from corpus_index.images import load_item_image
+        from corpus_index.ingest.images import load_item_image
 
         item = self.item(item_id)
         return load_item_image(self.store.resolve_path(item["path"]), item.get("region"))
 
     def thumbnail(self, item_id: int) -> Image.Image:
         """The item's thumbnail (made from the image when the file is missing)."""
-        from corpus_index.images import make_thumbnail
+        from corpus_index.ingest.images import make_thumbnail
 
         item = self.item(item_id)
         if item.get("thumb"):
@@ -153,7 +155,7 @@ class Corpus:
                                 f"'python -m corpus_index --root {self.root} build --model {key}'")
 
     def _checked(self, index: VectorIndex) -> VectorIndex:
-        """``index`` after :func:`~corpus_index.integrity.check_index` (once per version of its files)."""
+        """``index`` after :func:`~corpus_index.storage.integrity.check_index` (once per version of its files)."""
         return check_index(index, self.store, self._verified)
 
     def _tag(self, item_id: int) -> str:
@@ -178,7 +180,7 @@ class Corpus:
     def stale_models(self) -> list[str]:
         """Indexed model keys whose stored data came from another version of the model (rebuild them).
 
-        Loads each indexed model once to learn its current version (see :mod:`corpus_index.model_stamp`).
+        Loads each indexed model once to learn its current version (see :mod:`corpus_index.storage.model_stamp`).
         """
         return [key for key in self.models() if self._stale(key)]
 
@@ -360,6 +362,6 @@ def _as_image(image) -> Image.Image:
     """A PIL image as given, or a file or bytes opened and validated like an ingest."""
     if isinstance(image, Image.Image):
         return image
-    from corpus_index.images import open_validated
+    from corpus_index.ingest.images import open_validated
 
     return open_validated(image)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from corpus_index.build import BuildReport
 from corpus_index.corpus import Corpus
-from corpus_index.layout import Layout
 from corpus_index.models import DEMO_MODEL_KEYS, canonical_key
 from corpus_index.progress import Progress
+from corpus_index.storage.layout import Layout
 
 
 @dataclass

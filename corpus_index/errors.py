@@ -35,11 +35,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     unknown keys (an item id, a filter), which the code raises with messages naming the value.
     """
     import bilrp_core
-    from corpus_index.faiss_index import IndexMissingError
-    from corpus_index.images import ImageRejected
-    from corpus_index.integrity import DamagedFileError, StaleContentError
+    from corpus_index.ingest.images import ImageRejected
     from corpus_index.models import UnknownModelKeyError
-    from corpus_index.store_migrations import SchemaVersionError  # and its CorpusDatabaseError
+    from corpus_index.storage.faiss_index import IndexMissingError
+    from corpus_index.storage.integrity import DamagedFileError, StaleContentError
+    from corpus_index.storage.store_migrations import SchemaVersionError  # and its CorpusDatabaseError
 
     return (CorpusNotFoundError, ItemNotFoundError, StaleModelDataError, IndexMissingError, ImageRejected,
             DamagedFileError, StaleContentError, UnknownModelKeyError, SchemaVersionError,

@@ -1,13 +1,13 @@
 """BiLRP explanations of corpus items: the γ schedule, each image's factors (through the disk cache), the pair.
 
 BiLRP(x, x') = Σ_m R_m(x) ⊗ R_m(x'), and the factors R(x) do not depend on the other image: each image's are
-computed once (:func:`compute_factors`) and kept in the :class:`~corpus_index.factor_cache.FactorCache`, and a
+computed once (:func:`compute_factors`) and kept in the :class:`~corpus_index.storage.factor_cache.FactorCache`, and a
 pair is one matrix product of two of them (:func:`pair_from_factors`). :func:`explain_pair` puts a pair together
 as an :class:`Explanation`, which knows where its patches lie on the scans — for an item that is a region of a
 page, on the page — so the command line's and the explorer's tables of patch pairs are the same table.
 
 The γ schedule has one form in memory, ``{layer index (int): γ (float)}`` (:func:`resolve_schedule`); it becomes
-JSON (string keys) only where it is written or hashed (:mod:`corpus_index.factor_cache`).
+JSON (string keys) only where it is written or hashed (:mod:`corpus_index.storage.factor_cache`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from corpus_index.factor_cache import FactorCache, FactorReport
 from corpus_index.progress import Progress
+from corpus_index.storage.factor_cache import FactorCache, FactorReport
 
 Size = tuple[int, int]
 

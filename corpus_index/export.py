@@ -1,7 +1,7 @@
 """Neighbour tables for many queries at once (``python -m corpus_index export``).
 
 Uses only the public side of a :class:`~corpus_index.corpus.Corpus` (its verified index, current vectors, items)
-and its :class:`~corpus_index.store.Store` (filters, books).
+and its :class:`~corpus_index.storage.store.Store` (filters, books).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The metadata filters of a corpus, defined once: the store's SQL, the facade's checks, the command line's options
 and the explorer's widgets all read them from here.
 
-A filter is a keyword of :meth:`corpus_index.store.Store.query_items` and everything built on it
+A filter is a keyword of :meth:`corpus_index.storage.store.Store.query_items` and everything built on it
 (:meth:`~corpus_index.corpus.Corpus.search`, ``export``, ``count``). Equality filters compare an item's or its
 book's field; a list value means "any of these". The year filters bound the book's year (items of unknown year
 are left out of any range).

@@ -71,7 +71,7 @@ class FeatureWorker:
         self.model = load_model(model_key)
 
     def __call__(self, batch: dict) -> dict:
-        from corpus_index.features import compute_batch
+        from corpus_index.local_engine import compute_batch
 
         rows = _batch_rows(batch)
         ids, vectors, skipped = compute_batch(self.model, rows)
@@ -93,7 +93,7 @@ class FactorWorker:
 
     def __call__(self, batch: dict) -> dict:
         from corpus_index.explanation import compute_factors, model_transforms
-        from corpus_index.features import open_image
+        from corpus_index.local_engine import open_image
 
         rows = _batch_rows(batch)
         ids, arrays, skipped = [], [], []
@@ -149,7 +149,7 @@ def _run(worker, constructor_kwargs: dict, rows: Sequence[tuple[int, str, str | 
 def iter_feature_batches(model_key: str, rows: Sequence[tuple[int, str, str | None]], batch_size: int = 16,
                          address: str | None = None, concurrency: int = 2,
                          num_cpus: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, list]]:
-    """Ray engine for :func:`corpus_index.features.build_features`: yields ``(ids, vectors, skipped)``.
+    """Ray engine for :func:`corpus_index.storage.features.build_features`: yields ``(ids, vectors, skipped)``.
 
     Parameters
     ----------

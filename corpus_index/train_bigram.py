@@ -7,10 +7,8 @@ figures, Latin words, rules, ornaments, blank paper) and from crops of whole dem
 Empty places where the detector still responds (heading capitals, rule ends) weigh more in the loss.
 Print comes in the demo corpus's typefaces and seven training-only book faces; one demo typeface is held out
 (never seen in training) so that detection can be evaluated on an unseen fount. The defaults are the settings
-the shipped weights were trained with (56 minutes on 2 CPU cores, about 27 of them rendering 64,000 patches;
-about 9 GB of memory). More rendered print generalised better than more steps: 4,000 pages and 12,000 strips
-instead of 400 and 4,000 raised retrieval on four demo corpora, 12,000 pages and 16,000 strips a little more;
-12,000 steps on the smaller set did not (README).
+the shipped weights were trained with (a test ties the two); docs/bigram-network.md records what the training
+cost and why more rendered print, rather than more steps, is the default.
 
 Usage::
 

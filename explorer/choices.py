@@ -1,7 +1,7 @@
 """Model keys and γ schedules as the app offers them (plain Python: no Streamlit, testable on its own).
 
 The model families, their options, labels, layers and γ blocks are the registry's
-(:data:`corpus_index.models.FAMILIES`). The app composes a model key from a few choices — family, layer,
+(:data:`corpus_index.model_families.FAMILIES`). The app composes a model key from a few choices — family, layer,
 rotation/flip-max, the family's switches — and keeps h, seed and input size of the configured default model.
 γ is chosen as the model's own schedule, one global value, or one value per block of layers; it travels in deep
 links as text.
@@ -13,10 +13,10 @@ import dataclasses
 import math
 from pathlib import Path
 
+from corpus_index.model_families import FAMILIES
 from corpus_index.models import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_MODEL_KEY,
-    FAMILIES,
     ModelSpec,
     canonical_key,
     family_of,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from corpus_index.filters import BROWSE_FILTERS
-from corpus_index.models import FAMILIES, parse_model_key
+from corpus_index.model_families import FAMILIES
+from corpus_index.models import parse_model_key
 from explorer import config, data, links
 from explorer.choices import (
     PROJ_DIMS,
@@ -35,8 +36,8 @@ def family_option(prefix: str) -> str:
 
 def model_picker(prefix: str, link_model: str | None, label: str = "Model", with_h: bool = False,
                  container=None, param: str | None = "model") -> str | None:
-    """The model chooser: a family of the registry (:data:`corpus_index.models.FAMILIES`), its layer and switches
-    (e.g. the bigram network's aligned routing), rotation/flip-max, and h.
+    """The model chooser: a family of the registry (:data:`corpus_index.model_families.FAMILIES`), its layer and
+    switches (e.g. the bigram network's aligned routing), rotation/flip-max, and h.
 
     ``link_model`` is the starting model; it comes from the query parameter ``param`` (None: not from the
     link, e.g. a fixed default).

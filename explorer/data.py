@@ -112,7 +112,7 @@ def search(root: str, version: tuple, model_key: str, item_id: int, k: int, excl
 def search_image(root: str, version: tuple, model_key: str, image_bytes: bytes, k: int,
                  filters: tuple = ()) -> pd.DataFrame:
     """Neighbours of an uploaded scan (validated by corpus_index)."""
-    from corpus_index.images import open_validated
+    from corpus_index.ingest.images import open_validated
 
     return corpus().search(model_key, image=open_validated(image_bytes), k=int(k), **dict(filters))
 
@@ -190,7 +190,7 @@ def jpeg_bytes(picture: Image.Image, quality: int = 92) -> bytes:
 @st.cache_data(show_spinner=False, max_entries=8)
 def explain_upload(root: str, model_key: str, image_bytes: bytes, item_id: int, gamma_text: str, pool: int):
     """Explanation of (uploaded scan, corpus item) through the facade (the item's factors come from the cache)."""
-    from corpus_index.images import open_validated
+    from corpus_index.ingest.images import open_validated
 
     return corpus().explain_image(model_key, open_validated(image_bytes), int(item_id), gamma=parse_gamma(gamma_text),
                                   pool=pool)
@@ -199,7 +199,7 @@ def explain_upload(root: str, model_key: str, image_bytes: bytes, item_id: int, 
 @st.cache_data(show_spinner=False, max_entries=4)
 def load_upload(image_bytes: bytes) -> Image.Image:
     """An uploaded scan, validated by corpus_index (format, size limit) and converted to RGB."""
-    from corpus_index.images import open_validated
+    from corpus_index.ingest.images import open_validated
 
     return open_validated(image_bytes)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import streamlit as st
 
 from corpus_index.corpus import Corpus
-from corpus_index.layout import Layout
 from corpus_index.progress import Progress
+from corpus_index.storage.layout import Layout
 from explorer import config
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from corpus_index.images import write_bytes_atomic
+from corpus_index.ingest.images import write_bytes_atomic
 from explorer import errors, resources, shell
 from explorer.progress import progress_bar
 

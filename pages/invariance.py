@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from bilrp_core.invariance import invariance, local_band_mask, local_pairs, similarity_matrix
-from corpus_index.models import FAMILIES, model_label
+from corpus_index.model_families import FAMILIES
+from corpus_index.models import model_label
 from explorer import config, controls, data, errors, links, resources, shell
 from explorer.captions import item_caption
 from explorer.choices import chosen, compose, imagenet_help, sized_base, weights_missing

@@ -6,7 +6,7 @@ from torch import nn
 
 from bilrp_core import SimilarityModel
 from bilrp_core.layers import MaxOverAxis, MinOverAxis, MinPool2d, Shift, ShiftedCopies
-from corpus_index.store import Store
+from corpus_index.storage.store import Store
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 

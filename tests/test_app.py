@@ -326,7 +326,8 @@ def test_add_a_iiif_manifest_reports_a_bad_manifest(app):
 
 
 def test_model_choices_and_gamma_links_round_trip():
-    from corpus_index.models import FAMILIES, parse_model_key
+    from corpus_index.model_families import FAMILIES
+    from corpus_index.models import parse_model_key
     from explorer.choices import (
         blocks_for,
         chosen,

@@ -188,7 +188,7 @@ def _app_table(explanation, items, originals, n):
     """The patch-pair table as the explorer computed it before the explanation knew its items' regions: boxes
     scaled to each item's size, then moved by its region's corner on the page (pages/explain.py)."""
     from bilrp_core.render import top_pairs
-    from corpus_index.images import parse_region
+    from corpus_index.ingest.images import parse_region
 
     sizes, offsets = [], []
     for item, image in zip(items, originals, strict=True):

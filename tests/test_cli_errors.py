@@ -217,9 +217,9 @@ def test_one_list_of_user_errors_for_cli_and_explorer():
     import bilrp_core
     from corpus_index import errors
     from corpus_index.corpus import CorpusNotFoundError, ItemNotFoundError, StaleModelDataError
-    from corpus_index.faiss_index import IndexMissingError
-    from corpus_index.integrity import DamagedFileError, StaleContentError
     from corpus_index.models import UnknownModelKeyError
+    from corpus_index.storage.faiss_index import IndexMissingError
+    from corpus_index.storage.integrity import DamagedFileError, StaleContentError
 
     assert errors.USER_ERRORS is errors.user_errors()
     assert {CorpusNotFoundError, ItemNotFoundError, StaleModelDataError, IndexMissingError, DamagedFileError,

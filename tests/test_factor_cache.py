@@ -9,8 +9,8 @@ from tiny_corpus import SMALL_VGG_KEY, make_corpus
 import bilrp_core
 from bilrp_core.rotation import TRANSFORMS
 from corpus_index.explanation import model_input_image, resolve_schedule
-from corpus_index.factor_cache import gamma_hash
 from corpus_index.models import load_model
+from corpus_index.storage.factor_cache import gamma_hash
 
 
 @pytest.fixture(scope="module")

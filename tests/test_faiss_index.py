@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from tiny_corpus import TINY_KEY, make_corpus
 
-from corpus_index import atomic
-from corpus_index.faiss_index import IndexMissingError, VectorIndex, expand_rows
+from corpus_index.storage import atomic
+from corpus_index.storage.faiss_index import IndexMissingError, VectorIndex, expand_rows
 
 
 def random_vectors(n, d=12, seed=0):

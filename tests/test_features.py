@@ -5,8 +5,8 @@ import pytest
 import torch
 from tiny_corpus import SMALL_VGG_KEY, TINY_KEY, make_corpus, tiny_model
 
-from corpus_index.features import FeatureStore
 from corpus_index.models import UnknownModelKeyError, canonical_key, load_model, parse_model_key
+from corpus_index.storage.features import FeatureStore
 
 
 class Interrupt(Exception):
@@ -131,7 +131,7 @@ def test_load_model_builds_small_vgg_once():
 
 def test_data_of_another_model_version_is_set_aside_and_rebuilt(tmp_path, monkeypatch):
     from corpus_index.corpus import Corpus, StaleModelDataError
-    from corpus_index.model_stamp import read_stamp
+    from corpus_index.storage.model_stamp import read_stamp
 
     corpus = make_corpus(tmp_path)
     corpus.build(TINY_KEY, batch_size=16)
@@ -153,7 +153,7 @@ def test_data_of_another_model_version_is_set_aside_and_rebuilt(tmp_path, monkey
 
 
 def test_unstamped_data_counts_as_stale_only_when_its_dimension_differs(tmp_path):
-    from corpus_index.model_stamp import is_stale
+    from corpus_index.storage.model_stamp import is_stale
 
     corpus = make_corpus(tmp_path)
     corpus.build(TINY_KEY, batch_size=16)
@@ -183,7 +183,7 @@ def test_bigram_fingerprint_names_its_weights_file(tmp_path):
 def test_stored_paths_of_a_key_follow_from_the_layout(tmp_path):
     """Everything a build and an explanation write for a key is what the key's data is (set aside as a whole);
     nothing of another key, no lock file."""
-    from corpus_index.layout import Layout
+    from corpus_index.storage.layout import Layout
 
     corpus = make_corpus(tmp_path)
     corpus.build(TINY_KEY, batch_size=16, index="flat")

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from corpus_index.iiif import book_id, ingest_iiif, safe_fetch
-from corpus_index.store import Store
+from corpus_index.ingest.iiif import book_id, ingest_iiif, safe_fetch
+from corpus_index.storage.store import Store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "iiif"
 V2 = FIXTURES / "manifest_v2.json"

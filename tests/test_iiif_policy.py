@@ -19,12 +19,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corpus_index import iiif_fetch
 from corpus_index.cli import main
-from corpus_index.iiif import ingest_iiif
-from corpus_index.iiif_fetch import FetchDeadline, FetchRefused, FetchTooLarge, address_refusal, check_url, safe_fetch
-from corpus_index.iiif_manifest import parse_manifest
-from corpus_index.store import Store
+from corpus_index.ingest import iiif_fetch
+from corpus_index.ingest.iiif import ingest_iiif
+from corpus_index.ingest.iiif_fetch import (
+    FetchDeadline,
+    FetchRefused,
+    FetchTooLarge,
+    address_refusal,
+    check_url,
+    safe_fetch,
+)
+from corpus_index.ingest.iiif_manifest import parse_manifest
+from corpus_index.storage.store import Store
 
 
 def _image_bytes(width=200, height=270, fmt="JPEG", noise=False):

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from corpus_index.images import ImageRejected, load_item_image, open_validated
-from corpus_index.ingest import IngestReport, ingest_folder
-from corpus_index.metadata_csv import check_metadata_csv
-from corpus_index.store import Store
+from corpus_index.ingest.folder import ingest_folder
+from corpus_index.ingest.images import ImageRejected, load_item_image, open_validated
+from corpus_index.ingest.metadata_csv import check_metadata_csv
+from corpus_index.ingest.run import IngestReport
+from corpus_index.storage.store import Store
 
 
 def _image(path: Path, size=(40, 30), colour=(200, 180, 150), fmt=None) -> Path:

@@ -12,14 +12,14 @@ from PIL import Image
 from tiny_corpus import SMALL_VGG_KEY, TINY_KEY, make_corpus, tiny_model, write_source
 
 import bilrp_core
-from corpus_index.atomic import STALE_TMP_SECONDS, atomic_write
 from corpus_index.cli import main
 from corpus_index.corpus import Corpus
 from corpus_index.explanation import resolve_schedule
-from corpus_index.features import FeatureStore
-from corpus_index.integrity import StaleContentError
 from corpus_index.models import load_model
-from corpus_index.store import CorpusDatabaseError
+from corpus_index.storage.atomic import STALE_TMP_SECONDS, atomic_write
+from corpus_index.storage.features import FeatureStore
+from corpus_index.storage.integrity import StaleContentError
+from corpus_index.storage.store import CorpusDatabaseError
 
 
 def phi(image: Image.Image) -> np.ndarray:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tiny_corpus import SMALL_VGG_KEY, make_corpus
 
-from corpus_index.features import FeatureStore
+from corpus_index.storage.features import FeatureStore
 
 pytestmark = pytest.mark.slow  # starts a local Ray cluster
 

@@ -6,8 +6,8 @@ import threading
 import pandas as pd
 import pytest
 
-from corpus_index.images import format_region, parse_region
-from corpus_index.store import MIGRATIONS, SCHEMA_VERSION, SchemaVersionError, Store
+from corpus_index.ingest.images import format_region, parse_region
+from corpus_index.storage.store import MIGRATIONS, SCHEMA_VERSION, SchemaVersionError, Store
 
 
 def _item(n, **fields):

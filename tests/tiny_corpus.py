@@ -113,7 +113,7 @@ def make_sparse_corpus(folder: Path, seed: int = 0) -> Corpus:
     Images are 40×52 noise PNGs in ``folder/images``; each item has its own book, so a missing book field is
     missing for that item only. Missing values are stored as NULL, as an ingest without a CSV stores them.
     """
-    from corpus_index.images import open_validated, sha256_file, write_thumbnail
+    from corpus_index.ingest.images import open_validated, sha256_file, write_thumbnail
 
     rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True, exist_ok=True)

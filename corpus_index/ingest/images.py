@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from corpus_index.atomic import atomic_write
+from corpus_index.storage.atomic import atomic_write
 
 DEFAULT_MAX_PIXELS = 60_000_000
 THUMB_SIZE = 256
@@ -182,7 +182,7 @@ def load_item_image(path: str | Path, region: str | tuple | None = None,
                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """An item's image: the file at ``path`` (validated, RGB, EXIF-oriented), cropped to ``region`` if given.
 
-    Region strings are ``"x,y,w,h"`` as stored by :class:`corpus_index.store.Store`.
+    Region strings are ``"x,y,w,h"`` as stored by :class:`corpus_index.storage.store.Store`.
     """
     return crop_region(open_validated(path, max_pixels=max_pixels), parse_region(region))
 
@@ -210,7 +210,7 @@ def write_bytes_atomic(data: bytes, dest: str | Path) -> Path:
 
 def thumb_relpath(digest: str, region: tuple[int, int, int, int] | None) -> str:
     """Where an item's thumbnail lives, relative to the corpus root (stable for the same hash + region)."""
-    from corpus_index.layout import Layout
+    from corpus_index.storage.layout import Layout
 
     return Layout.thumb_relpath(digest, "" if region is None else "_" + "_".join(str(n) for n in region))
 
@@ -221,23 +221,3 @@ def write_thumbnail(root: str | Path, image: Image.Image, digest: str,
     relpath = thumb_relpath(digest, region)
     save_jpeg_atomic(make_thumbnail(crop_region(image, region), size), Path(root) / relpath)
     return relpath
-
-
-def keep_fetched_image(root: str | Path, data: bytes, image: Image.Image,
-                       max_size: int) -> tuple[str, str, Image.Image]:
-    """Keep a fetched, validated image under ``root/images``; return (sha256 of ``data``, path relative to
-    ``root``, the image as kept). Images larger than ``max_size`` (e.g. a full-size master fetched as a
-    fallback) are shrunk to fit and kept as JPEG; others keep their JPEG or PNG bytes as fetched."""
-    digest = sha256_bytes(data)
-    suffix = {b"\xff\xd8": ".jpg", b"\x89P": ".png"}.get(bytes(data[:2]))
-    if max(image.size) > max_size:
-        image = make_thumbnail(image, max_size)
-        suffix = None
-    from corpus_index.layout import Layout
-
-    relpath = Layout.image_relpath(digest, suffix or ".jpg")
-    if suffix:
-        write_bytes_atomic(bytes(data), Path(root) / relpath)
-    else:
-        save_jpeg_atomic(image, Path(root) / relpath, quality=90)
-    return digest, relpath, image

@@ -2,7 +2,7 @@
 
 ::
 
-    ROOT/corpus.sqlite (+ -wal, -shm)          the metadata store (:mod:`corpus_index.store`)
+    ROOT/corpus.sqlite (+ -wal, -shm)          the metadata store (:mod:`corpus_index.storage.store`)
     ROOT/.corpus.sqlite.create.lock             held while a store is created
     ROOT/thumbs/<aa>/<hash>[-region].jpg        thumbnails (paths stored relative to ROOT)
     ROOT/images/<aa>/<hash>.{jpg,png}           copies of fetched IIIF images (relative to ROOT)
@@ -125,7 +125,8 @@ class Layout:
         return self.root / "factors"
 
     def factor_folder(self, key: str, setting: str) -> Path:
-        """Cached factors of ``key`` for one setting (``<γ-hash>-p<pool>``, see :mod:`corpus_index.factor_cache`)."""
+        """Cached factors of ``key`` for one setting (``<γ-hash>-p<pool>``, see
+        :mod:`corpus_index.storage.factor_cache`)."""
         return self.factors / key / setting
 
     @staticmethod

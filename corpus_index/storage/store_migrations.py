@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from corpus_index.store import Store
+    from corpus_index.storage.store import Store
 
 _WHAT_TO_DO = "move it away and re-ingest, or restore it from a backup"
 

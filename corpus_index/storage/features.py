@@ -2,7 +2,7 @@
 
 On disk, ``ROOT/features/<model_key>/batch_NNNNNN.npz`` each hold ``ids`` (int64), ``vectors`` (float32,
 n x h; n x 8h for rotation-max models, see :func:`corpus_index.models.embed`) and ``hashes`` (the items' content
-tags, :func:`corpus_index.integrity.content_tag`) of one finished batch, written atomically. The batch files are
+tags, :func:`corpus_index.storage.integrity.content_tag`) of one finished batch, written atomically. The batch files are
 the truth: a build computes phi only for items that no batch file holds *for their current content* yet, so an
 interrupted build loses at most the batch in flight, a rebuild does only what is missing, and an item id that now
 names other content (a lost ``corpus.sqlite`` re-ingested, a scan replaced in place) is computed again. The
@@ -11,10 +11,10 @@ Store's feature marks mirror the files (reconciled at the start of each build).
 At the start of each build, :meth:`FeatureStore.repair` moves to ``ROOT/replaced/`` every batch file that
 cannot be read (truncated, overwritten) and every batch written before batches carried ``hashes``: their vectors
 cannot be tied to any content, so they are computed again rather than trusted. Readers outside a build raise
-:class:`~corpus_index.integrity.DamagedFileError` for an unreadable batch.
+:class:`~corpus_index.storage.integrity.DamagedFileError` for an unreadable batch.
 
-The batches are computed by an *engine*: in-process here (:func:`iter_local_batches`), or on Ray Data
-(:mod:`corpus_index.ray_engine`); either way the driver writes the files, so resumability is the same.
+The batches are computed by an *engine*: in-process (:mod:`corpus_index.local_engine`), or on Ray Data
+(:mod:`corpus_index.ray_engine`); either way :func:`build_features` writes the files, so resumability is the same.
 """
 
 from __future__ import annotations
@@ -22,33 +22,21 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image
 
-from corpus_index.atomic import atomic_save_npz, file_lock
-from corpus_index.integrity import READ_ERRORS, DamagedFileError, StaleContentError, set_aside_file
-from corpus_index.layout import Layout
-from corpus_index.models import embed
 from corpus_index.progress import Progress
+from corpus_index.storage.atomic import atomic_save_npz, file_lock
+from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, StaleContentError, set_aside_file
+from corpus_index.storage.layout import Layout
 
 ItemRow = tuple[int, str, str | None]  # (item id, absolute image path, region "x,y,w,h" or None)
-ImageLoader = Callable[[str, str | None], Image.Image]
 Batch = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]  # ids, vectors, skipped (id, reason)
 
 _BATCH_NAME = re.compile(r"^batch_(\d{6,})\.npz$")
-
-
-def open_image(path: str | Path, region: str | None = None) -> Image.Image:
-    """An item's image: validated, fully decoded RGB, cropped to its region (:func:`images.load_item_image`)."""
-    from corpus_index.images import load_item_image
-
-    return load_item_image(path, region)
 
 
 @dataclass
@@ -250,7 +238,7 @@ class FeatureStore:
         """phi of one item (reads one batch file); raises KeyError when the item has no features.
 
         With ``tag`` (the item's current content tag), a vector computed from other content raises
-        :class:`~corpus_index.integrity.StaleContentError` instead of being returned.
+        :class:`~corpus_index.storage.integrity.StaleContentError` instead of being returned.
         """
         files, ids, file_numbers, rows, tags = self._catalogue()
         position = int(np.searchsorted(ids, int(item_id)))
@@ -262,83 +250,6 @@ class FeatureStore:
                 f"content than the item has now (its id was reused or its scan replaced); recompute them with "
                 f"'python -m corpus_index --root {self.root} build --model {self.model_key}'")
         return self._read(files[file_numbers[position]], ("vectors",))["vectors"][rows[position]]
-
-
-def compute_batch(model: torch.nn.Module, rows: Sequence[ItemRow], load_image: ImageLoader = open_image,
-                  images: Sequence[Image.Image | Exception] | None = None) -> Batch:
-    """phi for one batch of items; unreadable items are skipped with their reason.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Similarity model with ``preprocess``.
-    rows : sequence of (int, str, str or None)
-        Item ids, image paths and regions.
-    load_image : callable
-        ``(path, region)`` -> PIL image (used when ``images`` is None).
-    images : sequence, optional
-        Already loaded images (or the exception loading raised), aligned with ``rows``.
-
-    Returns
-    -------
-    ids : ndarray (n,) int64
-    vectors : ndarray (n, h) float32
-    skipped : list of (int, str)
-    """
-    if images is None:
-        images = [_try_load(load_image, row) for row in rows]
-    ids, tensors, skipped = [], [], []
-    for (item_id, path, _), image in zip(rows, images, strict=True):
-        if isinstance(image, Exception):
-            skipped.append((int(item_id), f"{path}: {image}"))
-            continue
-        try:
-            tensors.append(model.preprocess(image))
-        except Exception as error:  # a broken image must not stop a corpus-wide build
-            skipped.append((int(item_id), f"{path}: cannot preprocess ({error})"))
-            continue
-        ids.append(int(item_id))
-    if not tensors:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), skipped
-    # Models with a fixed input size (VGG-16) batch everything in one forward pass; models that keep the page's
-    # own size (the bigram network) get one pass per distinct input shape.
-    by_shape: dict[tuple, list[int]] = {}
-    for position, tensor in enumerate(tensors):
-        by_shape.setdefault(tuple(tensor.shape[1:]), []).append(position)
-    rows_out: list[np.ndarray | None] = [None] * len(tensors)
-    with torch.no_grad():
-        for positions in by_shape.values():
-            phi = embed(model, torch.cat([tensors[p] for p in positions])).detach().cpu().numpy()
-            for position, vector in zip(positions, phi.reshape(len(positions), -1), strict=True):
-                rows_out[position] = vector
-    vectors = np.stack(rows_out).astype(np.float32, copy=False)
-    return np.asarray(ids, dtype=np.int64), vectors, skipped
-
-
-def _try_load(load_image: ImageLoader, row: ItemRow) -> Image.Image | Exception:
-    try:
-        return load_image(row[1], row[2])
-    except Exception as error:  # reported per item by compute_batch
-        return error
-
-
-def iter_local_batches(model: torch.nn.Module, rows: Sequence[ItemRow], batch_size: int = 16,
-                       load_image: ImageLoader = open_image) -> Iterator[Batch]:
-    """In-process engine: yield computed batches, decoding the next batch's images while the model runs."""
-    chunks = [rows[start:start + batch_size] for start in range(0, len(rows), batch_size)]
-    if not chunks:
-        return
-
-    def load_chunk(chunk):
-        return [_try_load(load_image, row) for row in chunk]
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(load_chunk, chunks[0])
-        for number, chunk in enumerate(chunks):
-            images = pending.result()
-            if number + 1 < len(chunks):
-                pending = pool.submit(load_chunk, chunks[number + 1])
-            yield compute_batch(model, chunk, images=images)
 
 
 def build_features(features: FeatureStore, rows: Sequence[ItemRow], batches: Callable[[list], Iterable[Batch]],

@@ -1,7 +1,7 @@
 """Reading a metadata CSV: its header (with a hint when the separator is wrong), rows the csv module refuses,
 and the whole numbers in it (years, pages) checked against sane ranges.
 
-Split from :mod:`corpus_index.ingest` so that a CSV can be checked before a store is created, and so that a row
+Split from :mod:`corpus_index.ingest.folder` so that a CSV can be checked before a store is created, and so that a row
 the csv module cannot read still tells which file it names (:func:`leading_field`).
 """
 
@@ -68,7 +68,7 @@ def header_names(header: list[str] | None, csv_path: Path) -> list[str]:
 def check_metadata_csv(csv_path: str | Path) -> list[str]:
     """Check that a metadata CSV can be ingested at all; return its column names.
 
-    Called by :func:`corpus_index.ingest.ingest_folder`, and by callers that want to refuse a bad CSV before
+    Called by :func:`corpus_index.ingest.folder.ingest_folder`, and by callers that want to refuse a bad CSV before
     they create a store.
 
     Raises

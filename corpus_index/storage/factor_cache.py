@@ -11,12 +11,12 @@ defaults) as canonical JSON (string keys, sorted), so ``gamma=None`` and the exp
 cache entry. Each folder holds a ``spec.json`` saying which schedule and pool it is for.
 
 Each file is a plain ``.npy`` array followed by a trailer line ``#corpus-index content:<tag>`` naming the
-content tag of the item it was computed from (:func:`corpus_index.integrity.content_tag`; numpy ignores bytes
+content tag of the item it was computed from (:func:`corpus_index.storage.integrity.content_tag`; numpy ignores bytes
 after the array). :meth:`FactorCache.get` serves a file only if its tag is the item's current one, otherwise
 it computes the factors again (an item id reused after a lost database, a scan replaced in place, a file copied
 over another's, a file from before trailers). A file shorter than its header promises raises
-:class:`~corpus_index.integrity.DamagedFileError`; a build moves such files, and stale ones, to ``ROOT/replaced/``
-(:meth:`FactorCache.repair`).
+:class:`~corpus_index.storage.integrity.DamagedFileError`; a build moves such files, and stale ones, to
+``ROOT/replaced/`` (:meth:`FactorCache.repair`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus_index.atomic import atomic_write
-from corpus_index.integrity import READ_ERRORS, DamagedFileError, set_aside_file
-from corpus_index.layout import Layout
+from corpus_index.storage.atomic import atomic_write
+from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, set_aside_file
+from corpus_index.storage.layout import Layout
 
 _TRAILER = b"#corpus-index content:"
 _FILE_NAME = re.compile(r"^(\d+)(?:-t(\d+))?\.npy$")

@@ -243,46 +243,66 @@ def safe_fetch(url: str, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = 50 *
     OSError, http.client.HTTPException
         Connection failures and HTTP error statuses (the message names the URL).
     """
-    deadline = time.monotonic() + timeout
-    watchdog: list = []
-    expired = threading.Event()
+    hops = [url]  # the URL, then each redirect target
+    with _Deadline(timeout) as clock:
+        try:
+            data = _follow(hops, clock, timeout, max_bytes, allow_private, max_redirects, resolver)
+            if data is not None:
+                return data
+        except (OSError, http.client.HTTPException):
+            if not clock.passed():
+                raise
+    # A cut socket reads as a normal end of data; only the deadline tells it apart from a complete body.
+    where = url if hops[-1] == url else f"{url} (redirected to {hops[-1]})"
+    raise FetchDeadline(f"{where}: fetch deadline of {timeout:g} s exceeded")
 
-    def cut() -> None:
-        expired.set()
-        for connection in list(watchdog):
+
+class _Deadline:
+    """The wall-clock guarantee of one fetch: a timer that cuts every connection opened so far when ``timeout``
+    passes, wherever the fetch is blocked (a slow TLS handshake, headers sent a byte at a time), where per-read
+    socket timeouts would each start afresh. ``at`` is the deadline on :func:`time.monotonic`'s clock."""
+
+    def __init__(self, timeout: float):
+        self.at = time.monotonic() + timeout
+        self.connections: list = []  # filled by _open
+        self.expired = threading.Event()
+        self.timer = threading.Timer(timeout, self.cut)
+        self.timer.daemon = True
+
+    def cut(self) -> None:
+        self.expired.set()
+        for connection in list(self.connections):
             connection.cut()
 
-    # The timer is the wall-clock guarantee: it cuts the socket wherever the fetch is blocked (a slow TLS
-    # handshake, headers sent a byte at a time), where per-read socket timeouts would each start afresh.
-    timer = threading.Timer(timeout, cut)
-    timer.daemon = True
-    timer.start()
-    current = url
-    try:
-        for _ in range(max_redirects + 1):
-            addresses = check_url(current, allow_private=allow_private, resolver=resolver, deadline=deadline,
-                                  timeout=timeout)
-            connection, response = _open(current, addresses, deadline, watchdog)
-            try:
-                location = response.getheader("Location")
-                if response.status in REDIRECTS and location:
-                    current = urljoin(current, location.strip())
-                    continue
-                if response.status != 200:
-                    raise ConnectionError(f"{current}: HTTP {response.status} {response.reason}")
-                data = _read_body(current, response, max_bytes, deadline)
-            finally:
-                connection.close()
-            if expired.is_set() or time.monotonic() >= deadline:
-                break
-            return data
-        else:
-            raise FetchRefused(f"{url}: more than {max_redirects} redirects")
-    except (OSError, http.client.HTTPException):
-        if not expired.is_set() and time.monotonic() < deadline:
-            raise
-    finally:
-        timer.cancel()
-    # A cut socket reads as a normal end of data; only the deadline tells it apart from a complete body.
-    where = url if current == url else f"{url} (redirected to {current})"
-    raise FetchDeadline(f"{where}: fetch deadline of {timeout:g} s exceeded")
+    def passed(self) -> bool:
+        return self.expired.is_set() or time.monotonic() >= self.at
+
+    def __enter__(self) -> _Deadline:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.cancel()
+
+
+def _follow(hops: list[str], clock: _Deadline, timeout: float, max_bytes: int, allow_private: bool,
+            max_redirects: int, resolver: Resolver | None) -> bytes | None:
+    """GET ``hops[-1]``, following redirects (appended to ``hops``): the body, or ``None`` if the deadline passed
+    while it was read (a cut socket looks like the end of the body)."""
+    for _ in range(max_redirects + 1):
+        current = hops[-1]
+        addresses = check_url(current, allow_private=allow_private, resolver=resolver, deadline=clock.at,
+                              timeout=timeout)
+        connection, response = _open(current, addresses, clock.at, clock.connections)
+        try:
+            location = response.getheader("Location")
+            if response.status in REDIRECTS and location:
+                hops.append(urljoin(current, location.strip()))
+                continue
+            if response.status != 200:
+                raise ConnectionError(f"{current}: HTTP {response.status} {response.reason}")
+            data = _read_body(current, response, max_bytes, clock.at)
+        finally:
+            connection.close()
+        return None if clock.passed() else data
+    raise FetchRefused(f"{hops[0]}: more than {max_redirects} redirects")

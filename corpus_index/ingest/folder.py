@@ -1,12 +1,13 @@
-"""Ingest a folder of scans (with an optional metadata CSV) into a :class:`~corpus_index.store.Store`.
+"""Ingest a folder of scans (with an optional metadata CSV) into a :class:`~corpus_index.storage.store.Store`.
 
 Bad input never stops or corrupts an ingest: every file or CSV row that cannot go in is skipped and reported
-with its reason in the :class:`IngestReport`; everything else goes in. A file named by a CSV row that cannot go
-in (a bad year, too many fields, a row the CSV reader cannot read) is skipped with that row: it is *not* then
-added by the folder walk with folder-derived metadata, so the report never says "skipped" about a file that went
-in. Only a bad CSV as a whole (missing, unreadable, no ``path`` column) stops an ingest, before anything is
-written; :func:`check_metadata_csv` checks that alone, so a caller can refuse before it creates a store.
-Animated GIFs and multi-page TIFFs go in with their first frame, and the report notes it.
+with its reason in the :class:`~corpus_index.ingest.run.IngestReport`; everything else goes in. A file named by a
+CSV row that cannot go in (a bad year, too many fields, a row the CSV reader cannot read) is skipped with that
+row: it is *not* then added by the folder walk with folder-derived metadata, so the report never says "skipped"
+about a file that went in. Only a bad CSV as a whole (missing, unreadable, no ``path`` column) stops an ingest,
+before anything is written; :func:`check_metadata_csv` checks that alone, so a caller can refuse before it creates
+a store. Animated GIFs and multi-page TIFFs go in with their first frame, and the report notes it. The loop over
+the files is :class:`~corpus_index.ingest.run.IngestRun`'s, shared with IIIF ingest.
 
 Scans are referenced in place (absolute path) and identified by the SHA-256 of their bytes plus their region,
 so re-ingesting adds nothing twice. Thumbnails go to ``ROOT/thumbs/``.
@@ -22,26 +23,19 @@ from __future__ import annotations
 import csv
 import os
 import re
-import sqlite3
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from corpus_index.images import (
+from corpus_index.ingest.images import (
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
     THUMB_SIZE,
-    ImageRejected,
-    check_region,
     open_validated,
+    parse_region,
     sha256_file,
-    write_thumbnail,
 )
-from corpus_index.layout import Layout
-from corpus_index.metadata_csv import (
+from corpus_index.ingest.metadata_csv import (
     CSV_COLUMNS,
     PAGE_RANGE,
     YEAR_RANGE,
@@ -52,72 +46,10 @@ from corpus_index.metadata_csv import (
     read_csv_text,
     whole_number,
 )
+from corpus_index.ingest.run import IngestReport, IngestRun
 from corpus_index.progress import Progress
-from corpus_index.store import Store, parse_region
-
-
-@dataclass
-class IngestReport:
-    """What one ingest did.
-
-    Attributes
-    ----------
-    source : str
-        The folder or manifest ingested.
-    added : list of int
-        Ids of the items added.
-    duplicates : list of (str, int)
-        Files (or regions) already in the store: (source, id of the existing item).
-    skipped : list of (str, str)
-        Files, CSV rows, canvases or manifests that did not go in: (source, reason).
-    notes : list of (str, str)
-        Files that went in with a remark, e.g. only the first frame of an animated GIF: (source, remark).
-    """
-
-    source: str = ""
-    added: list[int] = field(default_factory=list)
-    duplicates: list[tuple[str, int]] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[tuple[str, str]] = field(default_factory=list)
-    added_sources: list[str] = field(default_factory=list, repr=False)
-
-    def record_added(self, source: str, item_id: int) -> None:
-        self.added.append(int(item_id))
-        self.added_sources.append(source)
-
-    def record_duplicate(self, source: str, item_id: int) -> None:
-        self.duplicates.append((source, int(item_id)))
-
-    def skip(self, source: str, reason: str) -> None:
-        self.skipped.append((str(source), reason))
-
-    def note(self, source: str, remark: str) -> None:
-        self.notes.append((str(source), remark))
-
-    def to_dataframe(self) -> pd.DataFrame:
-        """One row per outcome: ``source``, ``status`` (added/duplicate/skipped), ``item_id``, ``reason`` (for
-        added items, the remark of :attr:`notes` if there is one)."""
-        remarks = dict(self.notes)
-        rows = [(s, "added", i, remarks.get(s)) for s, i in zip(self.added_sources, self.added, strict=True)]
-        rows += [(s, "duplicate", i, None) for s, i in self.duplicates]
-        rows += [(s, "skipped", None, r) for s, r in self.skipped]
-        frame = pd.DataFrame(rows, columns=["source", "status", "item_id", "reason"])
-        frame["item_id"] = frame["item_id"].astype("Int64")
-        return frame
-
-    def summary(self, max_reasons: int = 10) -> str:
-        """A short account for people, with the first ``max_reasons`` skipped files and their reasons."""
-        lines = [f"{self.source}: {len(self.added)} added, {len(self.duplicates)} already present, "
-                 f"{len(self.skipped)} skipped"]
-        for source, remark in self.notes[:max_reasons]:
-            lines.append(f"  note {source}: {remark}")
-        if len(self.notes) > max_reasons:
-            lines.append(f"  ... and {len(self.notes) - max_reasons} more notes")
-        for source, reason in self.skipped[:max_reasons]:
-            lines.append(f"  skipped {source}: {reason}")
-        if len(self.skipped) > max_reasons:
-            lines.append(f"  ... and {len(self.skipped) - max_reasons} more skipped")
-        return "\n".join(lines)
+from corpus_index.storage.layout import Layout
+from corpus_index.storage.store import Store
 
 
 @dataclass
@@ -265,36 +197,6 @@ def _tasks_from_walk(root: Path, claimed: set[Path], skip_dirs: set[Path],
     return tasks
 
 
-def add_image_item(store: Store, report: IngestReport, image, *, source: str, digest: str, path: str,
-                   region: tuple[int, int, int, int] | None, fields: dict[str, Any],
-                   thumb_size: int = THUMB_SIZE, report_as: str | None = None) -> int | None:
-    """Add one validated image (or a region of it) with its thumbnail; record the outcome in ``report``.
-
-    ``source`` is stored with the item; ``report_as`` (default ``source``) names it in the report. Returns the
-    item id (new or existing), or ``None`` if it was skipped (region outside the image).
-    """
-    report_as = report_as or source
-    existing = store.find_item(digest, region)
-    if existing is not None:
-        report.record_duplicate(report_as, existing)
-        return existing
-    try:
-        if region is not None:
-            check_region(region, image.width, image.height)
-    except ImageRejected as error:
-        report.skip(report_as, str(error))
-        return None
-    thumb = write_thumbnail(store.root, image, digest, region, size=thumb_size)
-    width, height = (region[2], region[3]) if region is not None else image.size
-    item_id, is_new = store.add_item(hash=digest, source=source, path=path, region=region, width=width,
-                                     height=height, thumb=thumb, **fields)
-    if is_new:
-        report.record_added(report_as, item_id)
-    else:  # another ingest added it in the meantime
-        report.record_duplicate(report_as, item_id)
-    return item_id
-
-
 def check_folder_source(folder: str | Path, metadata_csv: str | Path | None = None) -> tuple[Path, Path | None]:
     """Check the parameters of :func:`ingest_folder` without writing anything; return the resolved folder and
     the metadata CSV (``folder/metadata.csv`` by default, if it exists).
@@ -304,7 +206,7 @@ def check_folder_source(folder: str | Path, metadata_csv: str | Path | None = No
     Raises
     ------
     NotADirectoryError, FileNotFoundError, ValueError
-        As :func:`ingest_folder` (see :func:`corpus_index.metadata_csv.check_metadata_csv` for the CSV).
+        As :func:`ingest_folder` (see :func:`corpus_index.ingest.metadata_csv.check_metadata_csv` for the CSV).
     """
     root = Path(folder).expanduser()
     if not root.is_dir():
@@ -349,41 +251,47 @@ def ingest_folder(store: Store, folder: str | Path, metadata_csv: str | Path | N
         before anything is written. Bad files and rows are reported, never raised: a row that cannot go in is
         skipped together with the file it names (see the module docstring).
     """
-    started = datetime.now(UTC).isoformat(timespec="seconds")
     root, csv_path = check_folder_source(folder, metadata_csv)
-    report = IngestReport(source=str(root))
-    tasks, claimed = _tasks_from_csv(csv_path.resolve(), root, report) if csv_path else ([], set())
+    run = IngestRun(store, "folder", str(root), progress, thumb_size)
+    tasks, claimed = _tasks_from_csv(csv_path.resolve(), root, run.report) if csv_path else ([], set())
     # Never ingest the corpus's own thumbnails (nor its root, when the root lies inside the folder).
     skip_dirs = {Layout(store.root).thumbs} | ({store.root} if store.root != root else set())
-    tasks += _tasks_from_walk(root, claimed, skip_dirs, report)
-    digests: dict[Path, str] = {}
-    last_image: tuple[Path | None, Any] = (None, None)  # regions of one page reuse its decoded image
-    for done, task in enumerate(tasks, start=1):
-        try:
-            digest = digests.get(task.file) or sha256_file(task.file)
-            digests[task.file] = digest
-            existing = store.find_item(digest, task.region)
-            if existing is not None:
-                report.record_duplicate(task.source, existing)
-            else:
-                if last_image[0] != task.file:
-                    last_image = (None, None)  # let the previous page go before decoding the next one
-                    last_image = (task.file, open_validated(task.file, max_pixels=max_pixels))
-                before = len(report.added)
-                add_image_item(store, report, last_image[1], source=task.origin, report_as=task.source,
-                               digest=digest, path=str(task.file), region=task.region, fields=task.fields,
-                               thumb_size=thumb_size)
-                frames = last_image[1].info.get("frames", 1)
-                if frames > 1 and len(report.added) > before:
-                    report.note(task.source, f"{frames} frames (animated or multi-page image): only the first "
-                                             "frame was added")
-        except ImageRejected as error:
-            report.skip(task.source, str(error))
-        except sqlite3.Error:
-            raise  # a broken database is not bad input: stop rather than report thousands of failures
-        except Exception as error:  # e.g. a file that vanished or became unreadable mid-ingest
-            report.skip(task.source, f"{type(error).__name__}: {error}")
-        if progress is not None:
-            progress(done, len(tasks), task.source)
-    store.log_ingest("folder", str(root), started, len(report.added), len(report.duplicates), report.skipped)
-    return report
+    tasks += _tasks_from_walk(root, claimed, skip_dirs, run.report)
+    files = _Files(max_pixels)
+    run.each(((done, task.source, task) for done, task in enumerate(tasks, start=1)), len(tasks),
+             lambda task: _ingest_task(run, files, task))
+    return run.finish()
+
+
+class _Files:
+    """The hashes of the files seen and the decoded image of the last one: regions of one page reuse both."""
+
+    def __init__(self, max_pixels: int):
+        self.max_pixels = max_pixels
+        self.digests: dict[Path, str] = {}
+        self.file: Path | None = None
+        self.image = None
+
+    def digest(self, file: Path) -> str:
+        if file not in self.digests:
+            self.digests[file] = sha256_file(file)
+        return self.digests[file]
+
+    def image_of(self, file: Path):
+        if self.file != file:
+            self.file, self.image = None, None  # let the previous page go before decoding the next one
+            self.image = open_validated(file, max_pixels=self.max_pixels)
+            self.file = file
+        return self.image
+
+
+def _ingest_task(run: IngestRun, files: _Files, task: _Task) -> None:
+    """The step of :meth:`IngestRun.each` for one file or region; notes an animated or multi-page image."""
+    before = len(run.report.added)
+    run.add(lambda: files.image_of(task.file), source=task.origin, report_as=task.source,
+            digest=files.digest(task.file), path=str(task.file), region=task.region, fields=task.fields)
+    if len(run.report.added) > before:
+        frames = files.image_of(task.file).info.get("frames", 1)
+        if frames > 1:
+            run.report.note(task.source, f"{frames} frames (animated or multi-page image): only the first frame "
+                                         "was added")

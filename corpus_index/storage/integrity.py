@@ -4,10 +4,10 @@ Item ids are only row numbers of ``corpus.sqlite``: lose that file and re-ingest
 scans. So everything computed from an item's image carries the item's *content tag*, :func:`content_tag` of its
 ``items.hash`` (SHA-256 of the image file) and region, and every reader compares it with the store:
 
-* feature batches hold an array ``hashes`` beside ``ids`` and ``vectors`` (:mod:`corpus_index.features`);
+* feature batches hold an array ``hashes`` beside ``ids`` and ``vectors`` (:mod:`corpus_index.storage.features`);
 * each index has a sidecar ``<index file>.hashes.npz`` with the row ids and tags it was built from
-  (:mod:`corpus_index.faiss_index`);
-* each cached factor file ends with a trailer naming its tag (:mod:`corpus_index.factor_cache`).
+  (:mod:`corpus_index.storage.faiss_index`);
+* each cached factor file ends with a trailer naming its tag (:mod:`corpus_index.storage.factor_cache`).
 
 A build recomputes whatever does not match; a query or explanation refuses it (:class:`StaleContentError`)
 rather than serve another image's numbers. A file that cannot be read at all raises :class:`DamagedFileError`
@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from corpus_index.layout import Layout
+from corpus_index.storage.layout import Layout
 
 # What reading a truncated or overwritten .npy/.npz file can raise.
 READ_ERRORS = (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError)
@@ -92,7 +92,8 @@ def set_aside_file(root, model_key: str, path) -> Path:
 
 
 def check_index(index, store, verified: dict) -> object:
-    """Check that every row of a :class:`~corpus_index.faiss_index.VectorIndex` shows its item's current content.
+    """Check that every row of a :class:`~corpus_index.storage.faiss_index.VectorIndex` shows its item's current
+    content.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """The Store's feature bookkeeping: which items have feature vectors for which model key (``feature_sets``).
 
-The feature batch files are the truth (:mod:`corpus_index.features`); these marks mirror them so that queries
-such as "items without features" are one SQL statement. A mixin of :class:`corpus_index.store.Store`.
+The feature batch files are the truth (:mod:`corpus_index.storage.features`); these marks mirror them so that queries
+such as "items without features" are one SQL statement. A mixin of :class:`corpus_index.storage.store.Store`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def _now() -> str:
 
 
 class FeatureMarks:
-    """Feature marks of :class:`~corpus_index.store.Store` (uses its ``transaction`` and ``_conn``)."""
+    """Feature marks of :class:`~corpus_index.storage.store.Store` (uses its ``transaction`` and ``_conn``)."""
 
     def mark_features(self, model_key: str, item_ids: Iterable[int], rows: Iterable[int] | None = None,
                       batch: int | None = None) -> None:

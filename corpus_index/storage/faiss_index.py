@@ -10,11 +10,11 @@ written atomically (temp file in the same folder, fsync, ``os.replace``): a cras
 index usable.
 
 Each index has a sidecar ``<index file>.hashes.npz`` (``ids``: row ids, ``hashes``: the content tag each row was
-computed from, see :mod:`corpus_index.integrity`), written right *after* the index: a crash in between leaves a
+computed from, see :mod:`corpus_index.storage.integrity`), written right *after* the index: a crash in between leaves a
 sidecar that does not cover the index, which readers treat as stale, never the reverse. :meth:`VectorIndex.sync`
 rebuilds the index when a row's tag changed, the sidecar is missing (an index from before sidecars) or either file
 is damaged (a damaged file is moved to ``ROOT/replaced/`` first). Outside a build an unreadable index or sidecar
-raises :class:`~corpus_index.integrity.DamagedFileError`.
+raises :class:`~corpus_index.storage.integrity.DamagedFileError`.
 
 Concurrency: searches never block each other. An update builds a *new* index object (a clone or a fresh build),
 writes it, and swaps the in-memory reference under a short lock, so a search running meanwhile keeps using the
@@ -32,13 +32,13 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from corpus_index.atomic import atomic_save_npz, atomic_write, file_lock
-from corpus_index.integrity import READ_ERRORS, DamagedFileError, set_aside_file
-from corpus_index.layout import INDEX_SUFFIXES, Layout
+from corpus_index.storage.atomic import atomic_save_npz, atomic_write, file_lock
+from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, set_aside_file
+from corpus_index.storage.layout import INDEX_SUFFIXES, Layout
 
 INDEX_KINDS = tuple(INDEX_SUFFIXES)
 EXACT_KINDS = ("flat",)
-# HNSW search breadth: recall@10 ~0.97 on 20k random 100-d vectors (0.88 at 64), see benchmarks/bench_index.py.
+# HNSW search breadth: recall against breadth is measured by benchmarks/bench_index.py (results/index.json).
 HNSW_EF_SEARCH = 128
 
 # Loaded indexes shared by every VectorIndex of this process: path -> (mtime_ns, size, index).

@@ -1,7 +1,7 @@
 """Noticing scans replaced in place: a build re-hashes the image files that changed since their last check.
 
 An item's hash (``items.hash``) is taken at ingest; everything computed from the item carries it
-(:mod:`corpus_index.integrity`). If someone overwrites the scan file afterwards, the stored vectors no longer
+(:mod:`corpus_index.storage.integrity`). If someone overwrites the scan file afterwards, the stored vectors no longer
 describe it. So before computing features, a build (:func:`refresh_hashes`) compares every item file's size and
 modification time with what the ``file_checks`` table recorded when its hash was last verified:
 
@@ -21,9 +21,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 
-from corpus_index.images import sha256_file
+from corpus_index.ingest.images import sha256_file
 from corpus_index.progress import Progress
-from corpus_index.store import Store, _now
+from corpus_index.storage.store import Store, _now
 
 
 @dataclass

@@ -18,9 +18,9 @@ Tables
 
 ``file_checks``
     Size, modification time and hash of each image file when its hash was last checked (by a build), so a
-    scan replaced in place is noticed (:mod:`corpus_index.rehash`).
+    scan replaced in place is noticed (:mod:`corpus_index.storage.rehash`).
 
-The schema carries a version; :data:`MIGRATIONS` (:mod:`corpus_index.store_migrations`) lists the SQL steps from
+The schema carries a version; :data:`MIGRATIONS` (:mod:`corpus_index.storage.store_migrations`) lists the SQL steps from
 version 0 upwards, and opening an older file migrates it in one transaction per step. A file written by a newer
 version of this code is refused with :class:`SchemaVersionError` rather than guessed at; a ``corpus.sqlite`` that
 is not a corpus database (0 bytes, another program's tables, not SQLite) with :class:`CorpusDatabaseError`, never
@@ -44,13 +44,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from corpus_index.atomic import file_lock
 from corpus_index.filters import FILTERS, active_filters, check_filters, where_clause
-from corpus_index.images import format_region, parse_region  # noqa: F401 - part of this module's API
-from corpus_index.integrity import content_tag
-from corpus_index.layout import Layout
-from corpus_index.store_features import FeatureMarks
-from corpus_index.store_migrations import (  # noqa: F401 - part of this module's API
+from corpus_index.ingest.images import format_region, parse_region  # noqa: F401 - part of this module's API
+from corpus_index.storage.atomic import file_lock
+from corpus_index.storage.integrity import content_tag
+from corpus_index.storage.layout import Layout
+from corpus_index.storage.store_features import FeatureMarks
+from corpus_index.storage.store_migrations import (  # noqa: F401 - part of this module's API
     MIGRATIONS,
     SCHEMA_VERSION,
     CorpusDatabaseError,
@@ -275,7 +275,8 @@ class Store(FeatureMarks):
         return item
 
     def content_tags(self, item_ids: Iterable[int] | None = None) -> dict[int, str]:
-        """Item id -> :func:`~corpus_index.integrity.content_tag` (hash and region) of these items (default: all).
+        """Item id -> :func:`~corpus_index.storage.integrity.content_tag` (hash and region) of these items (default:
+        all).
 
         Stored features, index rows and factors must carry the same tag to be used for an item.
         """

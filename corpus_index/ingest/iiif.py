@@ -9,25 +9,26 @@ one (Title, Author, Date, Printer, Publisher, Place) and to ``extra`` otherwise;
 applies to every canvas. The book id is derived from the manifest id.
 
 Fetching is injectable (``fetch=callable(url) -> bytes``) so that tests run on local files; the default is
-:func:`corpus_index.iiif_fetch.safe_fetch`, which does not trust the manifest: only http(s), no loopback,
+:func:`corpus_index.ingest.iiif_fetch.safe_fetch`, which does not trust the manifest: only http(s), no loopback,
 private, link-local or other non-global addresses unless ``allow_private`` (checked after name resolution and
 on every redirect), a wall-clock deadline per fetch and a byte limit per response. The whole ingest has a
 deadline too, and every fetched image is decoded, validated and re-encoded before it is stored, so what is
 kept is an image and nothing else the server sent. Problems with the manifest or a canvas are reported in the
-:class:`~corpus_index.ingest.IngestReport`, never raised.
+:class:`~corpus_index.ingest.run.IngestReport`, never raised (the loop over canvases is
+:class:`~corpus_index.ingest.run.IngestRun`'s, shared with folder ingest).
 """
 
 from __future__ import annotations
 
 import io
-import sqlite3
 import time
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from corpus_index.iiif_fetch import (
+from corpus_index.ingest.iiif_fetch import (
     DEFAULT_MAX_REDIRECTS,
     DEFAULT_TIMEOUT,
     FetchDeadline,
@@ -37,7 +38,7 @@ from corpus_index.iiif_fetch import (
     check_url,
     safe_fetch,
 )
-from corpus_index.iiif_manifest import (
+from corpus_index.ingest.iiif_manifest import (
     DEFAULT_MAX_MANIFEST_BYTES,
     YEAR,
     Canvas,
@@ -51,7 +52,7 @@ from corpus_index.iiif_manifest import (
     plain_text,
     read_manifest,
 )
-from corpus_index.images import (
+from corpus_index.ingest.images import (
     DEFAULT_MAX_PIXELS,
     THUMB_SIZE,
     ImageRejected,
@@ -60,9 +61,10 @@ from corpus_index.images import (
     sha256_bytes,
     write_bytes_atomic,
 )
-from corpus_index.ingest import IngestReport, Progress, add_image_item
-from corpus_index.layout import Layout
-from corpus_index.store import Store
+from corpus_index.ingest.run import IngestReport, IngestRun
+from corpus_index.progress import Progress
+from corpus_index.storage.layout import Layout
+from corpus_index.storage.store import Store
 
 __all__ = ["DEFAULT_MANIFEST_TIMEOUT", "DEFAULT_MAX_IMAGE_BYTES", "DEFAULT_MAX_MANIFEST_BYTES",
            "DEFAULT_MAX_REDIRECTS", "DEFAULT_TIMEOUT", "Fetch", "FetchDeadline", "FetchRefused", "FetchTooLarge",
@@ -192,7 +194,7 @@ def ingest_iiif(store: Store, manifest: str | Path, max_size: int = 1600, progre
     progress : callable, optional
         ``progress(done, total, message)`` after each canvas (``done`` counts canvases of the manifest).
     fetch : callable, optional
-        ``fetch(url) -> bytes``, replacing the default :func:`~corpus_index.iiif_fetch.safe_fetch`; then
+        ``fetch(url) -> bytes``, replacing the default :func:`~corpus_index.ingest.iiif_fetch.safe_fetch`; then
         ``allow_private``, ``fetch_timeout`` and ``max_redirects`` are the callable's business, while the byte
         limits and the manifest deadline still apply.
     max_pixels : int
@@ -217,85 +219,108 @@ def ingest_iiif(store: Store, manifest: str | Path, max_size: int = 1600, progre
     IngestReport
         Problems with the manifest or with single canvases are in ``skipped``; nothing is raised for them.
     """
-    started = datetime.now(UTC).isoformat(timespec="seconds")
+    run = IngestRun(store, "iiif", str(manifest), progress, thumb_size)
     fetcher = _Fetcher(fetch, allow_private, fetch_timeout, manifest_timeout, max_redirects)
-
-    def fetch_json(url: str) -> bytes:
-        return fetcher.get(url, max_manifest_bytes)
-
-    report = IngestReport(source=str(manifest))
-    problems: list[tuple[str, str]] = []
-    canvases, total = iter(()), 0
+    problems: list[tuple[str, str]] = []  # canvases and annotation lists that the iteration could not read
     try:
-        data = read_manifest(manifest, fetch_json, max_manifest_bytes)
-        version, total, canvases = parse_manifest(data, fetch_json, problems)
-        manifest_id = id_of(data)
-        if not isinstance(manifest_id, str) or not manifest_id:
-            manifest_id = str(Path(str(manifest)).expanduser().resolve())
-        book_columns, book_extra = metadata_fields(data.get("metadata"))
-        book_columns.setdefault("title", plain_text(data.get("label")))
-        nav_year = YEAR.search(str(data.get("navDate") or ""))
-        if nav_year:
-            book_columns.setdefault("year", int(nav_year.group(1)))
-        book_extra.update(manifest=manifest_id, iiif_version=version)
-        book = book_id(manifest_id)
+        total, canvases, book = _read_book(manifest, lambda url: fetcher.get(url, max_manifest_bytes),
+                                           max_manifest_bytes, problems)
     except Exception as error:  # ManifestError, or a manifest odd enough to break the reading of it
         reason = str(error) if isinstance(error, ManifestError) else f"{type(error).__name__}: {error}"
-        report.skip(str(manifest), reason)
-        canvases = iter(())
+        run.report.skip(str(manifest), reason)
+        total, canvases, book = 0, iter(()), None
+    pages = _CanvasPages(run, fetcher, book, max_size, max_pixels, max_image_bytes)
+    run.each(_canvas_items(canvases, total, problems, run.report, fetcher, str(manifest)), total, pages.ingest)
+    for source, reason in problems:
+        run.report.skip(source, reason)
+    return run.finish()
+
+
+@dataclass
+class _Book:
+    """What the manifest says of all its canvases: the book id, book columns and ``extra`` fields."""
+
+    id: str
+    columns: dict
+    extra: dict
+
+
+def _read_book(manifest: str | Path, fetch_json: Fetch, max_manifest_bytes: int,
+               problems: list[tuple[str, str]]) -> tuple[int, Iterator[Canvas], _Book]:
+    """Read and parse the manifest: (number of canvases, the canvases (read lazily; what cannot be read goes to
+    ``problems``), the book)."""
+    data = read_manifest(manifest, fetch_json, max_manifest_bytes)
+    version, total, canvases = parse_manifest(data, fetch_json, problems)
+    manifest_id = id_of(data)
+    if not isinstance(manifest_id, str) or not manifest_id:
+        manifest_id = str(Path(str(manifest)).expanduser().resolve())
+    columns, extra = metadata_fields(data.get("metadata"))
+    columns.setdefault("title", plain_text(data.get("label")))
+    nav_year = YEAR.search(str(data.get("navDate") or ""))
+    if nav_year:
+        columns.setdefault("year", int(nav_year.group(1)))
+    extra.update(manifest=manifest_id, iiif_version=version)
+    return total, canvases, _Book(book_id(manifest_id), columns, extra)
+
+
+def _canvas_items(canvases: Iterator[Canvas], total: int, problems: list[tuple[str, str]], report: IngestReport,
+                  fetcher: _Fetcher, manifest: str) -> Iterator[tuple[int, str, Canvas]]:
+    """The items of :meth:`IngestRun.each`: (position, name, canvas), reporting the canvases the iteration could
+    not read as it goes; stops when the manifest's deadline has passed."""
     for canvas in canvases:
-        for source, reason in problems:  # canvases and annotation lists that the iteration could not read
+        for source, reason in problems:
             report.skip(source, reason)
         problems.clear()
         if fetcher.expired():
-            report.skip(str(manifest), f"ingest stopped at canvas {canvas.index + 1} of {total}: the manifest "
-                                       f"deadline of {manifest_timeout:g} s passed; ingest it again to go on")
-            break
-        try:
-            _ingest_canvas(store, report, canvas, book, book_columns, book_extra, fetcher, max_size,
-                           max_pixels, max_image_bytes, thumb_size)
-        except ImageRejected as error:
-            report.skip(canvas.name, str(error))
-        except sqlite3.Error:
-            raise  # a broken database is not bad input
-        except Exception as error:
-            report.skip(canvas.name, f"{type(error).__name__}: {error}")
-        if progress is not None:
-            progress(canvas.index + 1, total, canvas.name)
-    for source, reason in problems:
-        report.skip(source, reason)
-    store.log_ingest("iiif", str(manifest), started, len(report.added), len(report.duplicates),
-                     report.skipped)
-    return report
+            report.skip(manifest, f"ingest stopped at canvas {canvas.index + 1} of {total}: the manifest deadline "
+                                  f"of {fetcher.manifest_timeout:g} s passed; ingest it again to go on")
+            return
+        yield canvas.index + 1, canvas.name, canvas
 
 
-def _ingest_canvas(store: Store, report: IngestReport, canvas: Canvas, book: str, book_columns: dict,
-                   book_extra: dict, fetcher: _Fetcher, max_size: int, max_pixels: int, max_image_bytes: int,
-                   thumb_size: int) -> None:
-    urls = []
-    if canvas.service:
-        urls.append(f"{canvas.service}/full/!{max_size},{max_size}/0/default.jpg")
-    if canvas.image_url and canvas.image_url not in urls:
-        urls.append(canvas.image_url)
-    if not urls:
-        report.skip(canvas.name, "canvas has no image service and no image URL")
-        return
-    url, digest, relpath, image = _page_image(store, urls, fetcher, max_size, max_pixels, max_image_bytes)
-    columns, extra = metadata_fields(canvas.metadata)
-    fields = {**book_columns, **columns, "book": book, "page": canvas.index + 1,
-              "label": canvas.label or f"page {canvas.index + 1}",
-              "extra": {**book_extra, **extra, "canvas": canvas.id}}
-    add_image_item(store, report, image, source=url, digest=digest, path=relpath, region=None, fields=fields,
-                   thumb_size=thumb_size, report_as=canvas.name)
-    for region in canvas.regions:
+class _CanvasPages:
+    """The step of :meth:`IngestRun.each` for one canvas: its page image as an item, and one item per region."""
+
+    def __init__(self, run: IngestRun, fetcher: _Fetcher, book: _Book | None, max_size: int, max_pixels: int,
+                 max_image_bytes: int):
+        self.run, self.fetcher, self.book = run, fetcher, book
+        self.max_size, self.max_pixels, self.max_image_bytes = max_size, max_pixels, max_image_bytes
+
+    def urls(self, canvas: Canvas) -> list[str]:
+        """The canvas' image URLs to try: the Image API at the bounded size, then the image resource's own."""
+        urls = []
+        if canvas.service:
+            urls.append(f"{canvas.service}/full/!{self.max_size},{self.max_size}/0/default.jpg")
+        if canvas.image_url and canvas.image_url not in urls:
+            urls.append(canvas.image_url)
+        return urls
+
+    def ingest(self, canvas: Canvas) -> None:
+        urls = self.urls(canvas)
+        if not urls:
+            self.run.report.skip(canvas.name, "canvas has no image service and no image URL")
+            return
+        url, digest, relpath, image = _page_image(self.run.store, urls, self.fetcher, self.max_size,
+                                                  self.max_pixels, self.max_image_bytes)
+        columns, extra = metadata_fields(canvas.metadata)
+        fields = {**self.book.columns, **columns, "book": self.book.id, "page": canvas.index + 1,
+                  "label": canvas.label or f"page {canvas.index + 1}",
+                  "extra": {**self.book.extra, **extra, "canvas": canvas.id}}
+        self.run.add(image, source=url, digest=digest, path=relpath, region=None, fields=fields,
+                     report_as=canvas.name)
+        for region in canvas.regions:
+            self.add_region(canvas, region, image, url, digest, relpath, fields)
+
+    def add_region(self, canvas: Canvas, region: Region, image: Image.Image, url: str, digest: str, relpath: str,
+                   fields: dict) -> None:
         fragment = "xywh=" + ("percent:" if region.percent else "") + ",".join(f"{v:g}" for v in region.xywh)
         where = f"{canvas.name}#{fragment}"
         pixels = _scaled_region(region, canvas, image.width, image.height)
         if pixels is None:
-            report.skip(where, f"region lies outside the {image.width}x{image.height} page image")
-            continue
+            self.run.report.skip(where, f"region lies outside the {image.width}x{image.height} page image")
+            return
         region_extra = {**fields["extra"], "canvas_fragment": fragment, "annotation": region.source}
         region_fields = {**fields, "kind": "region", "label": region.label or f"{fields['label']} (region)",
                          "extra": region_extra}
-        add_image_item(store, report, image, source=url, digest=digest, path=relpath, region=pixels,
-                       fields=region_fields, thumb_size=thumb_size, report_as=where)
+        self.run.add(image, source=url, digest=digest, path=relpath, region=pixels, fields=region_fields,
+                     report_as=where)

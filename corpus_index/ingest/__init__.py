@@ -1,0 +1,8 @@
+"""Getting scans into a corpus: folders with a metadata CSV (:mod:`.folder`, :mod:`.metadata_csv`) and IIIF
+manifests (:mod:`.iiif`, reading them: :mod:`.iiif_manifest`, fetching under a policy: :mod:`.iiif_fetch`), both
+through one loop over items (:mod:`.run`: :class:`~corpus_index.ingest.run.IngestRun`, whose
+:class:`~corpus_index.ingest.run.IngestReport` says what went in); safe image opening, hashing and thumbnails
+(:mod:`.images`).
+
+Nothing is imported here, so that the store can use :mod:`.images` without loading the ingest code.
+"""
