@@ -1,0 +1,14 @@
+"""Benchmarks: each writes its measurements, with the command that made them, to ``benchmarks/results/``."""
+
+import shlex as _shlex
+import sys as _sys
+from pathlib import Path as _Path
+
+_REPO = _Path(__file__).resolve().parent.parent
+
+
+def command_line() -> str:
+    """The command that is running, as a user would type it from the repository root (for result files)."""
+    script = _Path(_sys.argv[0]).resolve()
+    shown = str(script.relative_to(_REPO)) if script.is_relative_to(_REPO) else _sys.argv[0]
+    return _shlex.join(["python", shown, *_sys.argv[1:]])

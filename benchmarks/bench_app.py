@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import command_line  # noqa: E402
 from tests.browser_helpers import CHROMIUM, IDLE_JS, launch_chromium, streamlit_server, wait_idle  # noqa: E402
 
 TARGET_S = 1.0
@@ -196,7 +197,7 @@ def main() -> int:
     if args.quick:
         args.books, args.model = 2, "vgg16-L5-h8-seed0-px64"
     try:
-        results = run(args)
+        results = {"command": command_line(), **run(args)}
     except Exception:
         print("the benchmark failed; the last screenshot is in benchmarks/results/app_failure.png", file=sys.stderr)
         raise

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import faiss  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks import command_line  # noqa: E402
 from corpus_index.corpus import Corpus  # noqa: E402
 from corpus_index.models import load_model  # noqa: E402
 from corpus_index.storage.faiss_index import make_index, search_params  # noqa: E402
@@ -187,6 +188,7 @@ def main(argv=None) -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__},
         "quick": args.quick,
+        "command": command_line(),
     }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)

@@ -22,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import command_line  # noqa: E402
 from bilrp_core import relevance_factors, relevance_factors_loop, vgg16_similarity  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
@@ -90,6 +91,7 @@ def main():
         results = {"torch_threads": torch.get_num_threads(),
                    "layers": [measure_layer(L, args.repeats) for L in (17, 31)]}
     results["memory_L17"] = {str(c): peak_memory(17, c) for c in (None, 100)}
+    results["command"] = command_line()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     for r in results["layers"]:

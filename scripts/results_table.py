@@ -63,7 +63,7 @@ def _cost_rows() -> list[tuple[str, str, str]]:
              cost.get("command", "python -m benchmarks.bench_bigram_cost"))]
     rows += [(f"VGG-16 layer {n} factors of one 128-px image (h = 100); speed-up over a loop",
               f"{layers[n]['factors_s']:.2f} s; {layers[n]['speedup_vs_loop']:.1f}×",
-              "python benchmarks/bench_speed.py")
+              speed.get("command", "python benchmarks/bench_speed.py"))
              for n in sorted(layers)]
     return rows
 
@@ -85,14 +85,15 @@ def _index_and_app_rows() -> list[tuple[str, str, str]]:
     largest = max(flat, key=int)
     explain = index["explain"]
     app = _json("app.json")
+    index_command = index.get("command", "python benchmarks/bench_index.py")
     return [
         (f"exact FAISS search among {int(largest):,} vectors (h = 100), median per query",
-         f"{flat[largest]['flat']['query_ms_median']:.1f} ms", "python benchmarks/bench_index.py"),
+         f"{flat[largest]['flat']['query_ms_median']:.1f} ms", index_command),
         ("one pair from cached factors (VGG-16 layer 17)", f"{explain['cached_ms_per_pair_median']:.2f} ms",
-         "python benchmarks/bench_index.py"),
+         index_command),
         ("explorer in Chromium: neighbours after a click / cached explanation / uncached VGG explanation",
          f"{app['neighbours_after_click']['median_s']:.2f} s / {app['cached_explanation']['median_s']:.2f} s / "
-         f"{app['uncached_explanation_s']:.1f} s", "python benchmarks/bench_app.py"),
+         f"{app['uncached_explanation_s']:.1f} s", app.get("command", "python benchmarks/bench_app.py")),
     ]
 
 
