@@ -1,13 +1,16 @@
 """BiLRP in the factored form of Sec. 3.3: BiLRP(y, x, x') = Σ_m LRP([φ]_m, x) ⊗ LRP([φ]_m, x').
 
 One forward pass per image, then all h output dimensions go through one batched backward (chunked over h to bound
-memory). Input relevance is summed over channels and sum-pooled over pool×pool patches *before* the outer product,
-so Σ of the pair matrix is the explained similarity and the matrix stays small.
+memory), or, where each dimension's relevance covers a small part of the input, through windows around it
+(:mod:`bilrp_core.windowed`; the same numbers). Input relevance is summed over channels and sum-pooled over
+pool×pool patches *before* the outer product, so Σ of the pair matrix is the explained similarity and the matrix
+stays small.
 """
 
 import torch
 import torch.nn.functional as F
 
+from . import windowed
 from .composite import rules_for
 from .model import norm_scale
 from .numerics import safe_divide
@@ -16,6 +19,9 @@ from .numerics import safe_divide
 #: (2^26 floats = 256 MB per tensor); on a CPU the backward is memory-bandwidth bound and small chunks that stay in
 #: cache are fastest (measured by benchmarks/bench_speed.py, see docs/design.md).
 CHUNK_ELEMENTS = {"cuda": 2**26, "cpu": 2**21}
+#: How factors are computed: chosen per input ("auto"), every dimension over the whole input ("dense"), or only
+#: through the windows that can receive each dimension's relevance ("windowed").
+METHODS = ("auto", "dense", "windowed")
 
 
 def as_batch_of_one(model, x):
@@ -47,13 +53,18 @@ def sum_pool(relevance, pool):
     return r.reshape(m, r.shape[1] // ph, ph, r.shape[2] // pw, pw).sum(dim=(2, 4))
 
 
-def _forward_and_prepare(model, x, rules):
-    """Forward pass recording each layer's input, and each rule's per-image context (normalisers z)."""
+def _forward_and_prepare(model, x, rules, shapes=None):
+    """Forward pass recording each rule's per-image context (normalisers z), and each layer's input shape."""
     contexts, a = [], x
     with torch.no_grad():
         for layer, rule in zip(model.layers, rules, strict=True):
-            contexts.append(rule.prepare(layer, a))
-            a = layer(a)
+            if shapes is not None:
+                shapes.append(a.shape)
+            if hasattr(rule, "prepare_forward"):  # the context holds the output: one pass, not two
+                context, a = rule.prepare_forward(layer, a)
+            else:
+                context, a = rule.prepare(layer, a), layer(a)
+            contexts.append(context)
     return contexts, a
 
 
@@ -97,8 +108,14 @@ def _auto_chunk(contexts, x, h):
     return max(1, min(h, budget // largest))
 
 
-def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None):
+def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, method="auto"):
     """LRP factors R_m(x) of every feature dimension m, summed over channels and sum-pooled.
+
+    One forward pass records every layer's activations and normalisers; then the relevance of each dimension is
+    propagated back either over the whole input ("dense") or only through the windows of each layer's input that
+    can receive it ("windowed", :mod:`bilrp_core.windowed`): for the bigram network a bigram's relevance starts
+    where it fires in the digit maps and grows by each layer's receptive field, a small part of a page. Both give
+    the same factors (up to the order of floating-point sums); windowed factors skip the zeros.
 
     Parameters
     ----------
@@ -113,19 +130,34 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None):
         Output dimensions per batched backward; by default as many as fit :data:`CHUNK_ELEMENTS` for the device.
     dims : sequence of int, optional
         Only these output dimensions (default: all h).
+    method : {"auto", "dense", "windowed"}
+        "windowed" needs every rule below the features to be local (conv, max-pool, elementwise layers) and
+        spatial features without a projection, or a top layer that places each dimension's relevance (the bigram
+        pooling); otherwise — e.g. VGG's random projection, or any Linear layer over flattened maps — it falls
+        back to dense. "auto" (the default) computes windowed factors when it can and the windows cover on average
+        less than :data:`bilrp_core.windowed.AUTO_SUPPORT` of the input, dense factors otherwise.
+        ``chunk_size`` applies to dense factors only.
 
     Returns
     -------
     Tensor
         (h, ceil(H/pool), ceil(W/pool)); summed over patches, dimension m gives φ_m(x) for bias-free nets.
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     x = as_batch_of_one(model, x)
     rules = rules_for(model, gamma)
-    contexts, a_top = _forward_and_prepare(model, x, rules)
+    shapes = []
+    contexts, a_top = _forward_and_prepare(model, x, rules, shapes)
     dims = list(range(output_dim(model, a_top))) if dims is None else list(dims)
     active = _active_dims(model, a_top, dims)
     ph, pw = pool_size(pool)
     out = torch.zeros(len(dims), -(-x.shape[-2] // ph), -(-x.shape[-1] // pw), dtype=x.dtype, device=x.device)
+    plan = _windowed_plan(model, rules, contexts, shapes, a_top, [dims[i] for i in active], method)
+    if plan is not None:
+        with torch.no_grad():
+            windowed.run_windows(plan, out, active, (ph, pw))
+        return out
     chunk = chunk_size or _auto_chunk(contexts, x, max(1, len(active)))
     with torch.no_grad():
         for start in range(0, len(active), chunk):
@@ -133,6 +165,30 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None):
             seeds = _top_relevance(model, a_top, [dims[i] for i in rows])
             out[rows] = sum_pool(_backward(model, rules, contexts, seeds), pool).to(out.dtype)
     return out
+
+
+def _windowed_plan(model, rules, contexts, shapes, a_top, dims, method):
+    """The windowed plan when ``method`` asks for it (or "auto" finds the support small), else None (dense)."""
+    if method == "dense":
+        return None
+    with torch.no_grad():
+        plan = windowed.plan_windows(model, rules, contexts, shapes, a_top, dims)
+    if plan is None or (method == "auto" and plan.support >= windowed.AUTO_SUPPORT):
+        return None
+    return plan
+
+
+def factor_method(model, x, gamma=None, dims=None, method="auto"):
+    """"windowed" or "dense": how :func:`relevance_factors` computes the factors of ``x`` with these arguments.
+
+    Runs the forward pass; for tests, benchmarks and diagnostics.
+    """
+    x = as_batch_of_one(model, x)
+    rules, shapes = rules_for(model, gamma), []
+    contexts, a_top = _forward_and_prepare(model, x, rules, shapes)
+    dims = list(range(output_dim(model, a_top))) if dims is None else list(dims)
+    chosen = [dims[i] for i in _active_dims(model, a_top, dims)]
+    return "dense" if _windowed_plan(model, rules, contexts, shapes, a_top, chosen, method) is None else "windowed"
 
 
 def _active_dims(model, a_top, dims):

@@ -111,7 +111,10 @@ class BigramPooling(nn.Module):
         return torch.stack(stacked, dim=1)
 
     def forward(self, a):
-        pairs = self.pair_maps(a).amax(dim=1).sum(dim=(-2, -1))
+        return self.finish(self.pair_maps(a).amax(dim=1).sum(dim=(-2, -1)))
+
+    def finish(self, pairs):
+        """φ from the bigram (and unigram) sums (B, P): their roots with ``sqrt``, written twice when ``aligned``."""
         if self.sqrt:
             pairs = pairs.sqrt()
         if not self.aligned:
@@ -138,31 +141,55 @@ class BigramPoolingRule:
     """
 
     def prepare(self, layer, a):
-        stacked = layer.pair_maps(a)[0]  # (T, P, H, W)
-        value, best = stacked.max(dim=0)  # (P, H, W)
-        phi = value.sum(dim=(-2, -1))
-        shifts = torch.tensor(layer.shifts, device=a.device)[best]  # τ* per (P, H, W)
-        if layer.unigrams:
-            shifts[100:] = 0
+        return self.prepare_forward(layer, a)[0]
 
-        def to_second(share):  # move the second map's share from p back to p + τ* (where a_k was read)
-            moved = torch.zeros_like(share)
-            cols = torch.arange(share.shape[-1], device=a.device).expand_as(share)
-            target = cols + shifts
-            inside = target < share.shape[-1]
-            return moved.scatter_add_(2, torch.where(inside, target, 0), torch.where(inside, share, 0.0))
+    def prepare_forward(self, layer, a):
+        """The shares of every output on the maps, and the layer's output, from the places where there is ink.
 
+        v_jk(p) > 0 needs a_j(p) > 0, so v is computed only at the N places where some map is positive (after the
+        detection threshold, a few per cent of a page) and the shares are scattered into dense (O, H, W) maps.
+        The output is :meth:`BigramPooling.finish` of Σ_p v_jk(p), as in ``forward``.
+        """
+        maps = a[0].reshape(a.shape[1], -1)  # (C, H·W)
+        width, size = a.shape[-1], maps.shape[1]
+        places = (maps > 0).any(dim=0).nonzero().squeeze(1)  # (N,) flat positions with ink
         first, second = layer.first, layer.second
+        a_first = maps[:, places][first]  # (P, N)
+        cols = places % width
+        value = tau_best = None
+        for tau in layer.shifts:  # max over τ, the first τ on ties (as torch.max)
+            there = torch.where(cols + tau < width, maps[:, (places + tau).clamp(max=size - 1)], 0.0)[second]
+            if layer.unigrams:  # unigram pairs (j, j) read their own map at shift 0
+                there[100:] = a_first[100:]
+            v = torch.minimum(a_first, there)
+            if value is None:
+                value, tau_best = v, torch.full_like(v, tau, dtype=torch.long)
+            else:
+                better = v > value
+                value, tau_best = torch.where(better, v, value), torch.where(better, tau, tau_best)
+        if layer.unigrams:
+            tau_best[100:] = 0
+        phi = value.sum(dim=1)
+        target = (places + tau_best).clamp(max=size - 1)  # where a_k was read (zero shares where clamped)
+
+        def dense(shares, where):  # (O, N) shares at flat positions -> (O, H, W)
+            out = torch.zeros(shares.shape[0], size, dtype=shares.dtype, device=shares.device)
+            return out.scatter_add_(1, where.expand_as(shares), shares).view(-1, *a.shape[-2:])
+
+        on_place = places.expand_as(value)
         if layer.aligned:
-            bigrams, none = slice(0, 100), torch.zeros_like(value[:100])
-            on_first = torch.cat([value[bigrams], none, value[100:]])
-            on_second = torch.cat([none, to_second(value)[bigrams], torch.zeros_like(value[100:])])
+            none = torch.zeros_like(value[:100])
+            on_first = dense(torch.cat([value[:100], none, value[100:]]), torch.cat([on_place[:100], on_place]))
+            on_second = dense(torch.cat([none, value[:100], torch.zeros_like(value[100:])]),
+                              torch.cat([on_place[:100], target]))
             first, second = torch.cat([first[:100], first]), torch.cat([second[:100], second])
-            phi = torch.cat([phi[:100], phi])
+            ctx_phi = torch.cat([phi[:100], phi])
         else:
-            on_first = torch.where(a[0, first] <= value, value, 0.0)  # the first map attains the min
-            on_second = to_second(value - on_first)
-        return {"a": a, "phi": phi, "on_first": on_first, "on_second": on_second, "first": first, "second": second}
+            share = torch.where(a_first <= value, value, 0.0)  # the first map attains the min
+            on_first, on_second, ctx_phi = dense(share, on_place), dense(value - share, target), phi
+        ctx = {"a": a, "phi": ctx_phi, "on_first": on_first, "on_second": on_second, "first": first,
+               "second": second}
+        return ctx, layer.finish(phi[None])
 
     def backward(self, ctx, relevance):
         s = safe_divide(relevance, ctx["phi"])  # (m, O)
@@ -175,6 +202,27 @@ class BigramPoolingRule:
                 if len(rows):
                     out[:, c] += s[:, rows] @ flat[rows]
         return out.view(m, channels, height, width)
+
+    def window_support(self, ctx, outputs):
+        """(n, H, W) bool: where the relevance of each of the n ``outputs`` lands on the digit maps.
+
+        That is where its bigram fires; :mod:`bilrp_core.windowed` runs the layers below only around these places.
+        """
+        return (ctx["on_first"][outputs] != 0) | (ctx["on_second"][outputs] != 0)
+
+    def window_backward(self, ctx, relevance, outputs, window):
+        """:meth:`backward` for n (output, window) pairs: output ``outputs[i]`` carries ``relevance[i]`` only.
+
+        Returns (n, channels, *window.size): the digit-map relevance of that output inside window i, the same
+        numbers as the dense backward there (one non-zero term of its sum).
+        """
+        s = safe_divide(relevance, ctx["phi"][outputs])[:, None, None]
+        n, channels = len(outputs), ctx["a"].shape[1]
+        out = torch.zeros(n, channels, *window.size, dtype=s.dtype, device=s.device)
+        pairs = torch.arange(n, device=s.device)
+        for maps, index in ((ctx["on_first"], ctx["first"]), (ctx["on_second"], ctx["second"])):
+            out[pairs, index[outputs]] += s * window.take(maps, 0.0, channel=outputs)
+        return out
 
 
 def load_detector_weights(path=None):
@@ -293,7 +341,8 @@ def bigram_network(options=None, *, pretrained=True, weights=None, shifts=None, 
     model.default_gamma = dict.fromkeys(parametric_indices(model), gamma)  # every conv, the gated maps' too
     model.options = options
     model.component_height = component_height
-    model.fingerprint = key if digest is None else f"{key}:{digest}"  # which weights: see corpus_index.model_stamp
+    # Which weights made the stored data of a corpus: see corpus_index.storage.model_stamp.
+    model.fingerprint = key if digest is None else f"{key}:{digest}"
     return model
 
 

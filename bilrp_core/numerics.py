@@ -30,7 +30,7 @@ def stabilize(z, eps=DEFAULT_EPS):
     Tensor
         z + eps · sign(z), with sign(0) = +1, so the result is never zero.
     """
-    return z + eps * torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
+    return torch.where(z >= 0, z + eps, z - eps)  # the same numbers as z + eps·sign(z), in fewer passes
 
 
 def safe_divide(numerator, denominator):

@@ -76,14 +76,18 @@ class RotationMax:
         i, j = divmod(best, scores.shape[1])
         return float(scores[i, j]), i, j
 
-    def relevance_factors(self, x, transform, gamma=None, pool=8):
-        """Factors of τ_transform(x), mapped back to the original orientation of x: (h, H/pool, W/pool)."""
+    def relevance_factors(self, x, transform, gamma=None, pool=8, method="auto"):
+        """Factors of τ_transform(x), mapped back to the original orientation of x: (h, H/pool, W/pool).
+
+        ``method`` as for :func:`~bilrp_core.attribution.relevance_factors` ("auto", "dense" or "windowed").
+        """
         height, width = x.shape[-2:]
         ph, pw = (pool, pool) if isinstance(pool, int) else pool
+        turned = apply_transform(x, transform)
         if height % ph or width % pw:  # pool after mapping back, so the patch grid stays that of x
-            full = relevance_factors(self.model, apply_transform(x, transform), gamma, pool=1)
+            full = relevance_factors(self.model, turned, gamma, pool=1, method=method)
             return sum_pool(invert_transform(full, transform), pool)
-        return invert_transform(relevance_factors(self.model, apply_transform(x, transform), gamma, pool), transform)
+        return invert_transform(relevance_factors(self.model, turned, gamma, pool, method=method), transform)
 
     def bilrp(self, x, x2, gamma=None, pool=8):
         """BiLRP of the arg-max pair in original coordinates; returns (pair matrix, y_new, (name_i, name_j))."""

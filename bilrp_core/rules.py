@@ -3,7 +3,16 @@ inputs, for all h feature dimensions m at once.
 
 A rule is used in two steps, so that work that does not depend on m is done once per image:
 ``ctx = rule.prepare(layer, a)`` (the normalisers z from one forward pass of the modified layer), then
-``rule.backward(ctx, R)`` for a chunk of relevance of shape (m, *a.shape[1:]) — one batched backward.
+``rule.backward(ctx, R)`` for a chunk of relevance of shape (m, *a.shape[1:]) — one batched backward. A rule may
+also offer ``rule.prepare_forward(layer, a)`` -> (ctx, layer output), when its context already holds the output.
+
+Rules whose relevance stays local (each input receives relevance only from the outputs whose receptive field holds
+it) also say so, for the windowed factors of :mod:`bilrp_core.windowed`: ``rule.footprint(ctx)`` gives the
+layer's (kernel, stride, dilation, padding), :data:`SAME` for an elementwise layer, or None when the rule is not
+local (e.g. a Linear layer over flattened maps); ``rule.crop(ctx, below, above)`` crops the context, computed on the
+whole input, to a batch of windows of the layer's input (``below``) and output (``above``), so that ``backward``
+runs unchanged on the crops. Crops reuse the normalisers of the one full forward pass: nothing is recomputed on a
+window, so windowed and dense factors are the same numbers.
 """
 
 from dataclasses import dataclass
@@ -12,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.grad import conv2d_input
+from torch.nn.modules.utils import _pair
 
 from .numerics import DEFAULT_EPS, safe_divide, stabilize
 
@@ -25,12 +35,40 @@ def linear_forward(layer, a, weight, bias):
     return F.linear(a, weight, bias)
 
 
-def linear_transpose(layer, s, weight, input_shape):
-    """Transpose of the linear map a -> layer(a; weight) applied to a batch s of output-shaped tensors."""
+#: Footprint of an elementwise layer: its input window is its output window.
+SAME = "same"
+#: No padding: the transposed conv of a cropped window, whose input crop already holds the layer's border.
+NO_PADDING = (0, 0)
+
+
+def linear_transpose(layer, s, weight, input_shape, padding=None):
+    """Transpose of the linear map a -> layer(a; weight) applied to a batch s of output-shaped tensors.
+
+    ``padding`` replaces the conv's own (a cropped window is transposed without padding, see :meth:`GammaRule.crop`).
+    """
     if isinstance(layer, nn.Conv2d):
         size = (s.shape[0], *input_shape[1:])
-        return conv2d_input(size, weight, s, layer.stride, layer.padding, layer.dilation, layer.groups)
+        padding = layer.padding if padding is None else padding
+        return conv2d_input(size, weight, s, layer.stride, padding, layer.dilation, layer.groups)
     return s @ weight
+
+
+def normaliser(ctx, eps):
+    """The stabilised normaliser z of a γ or z^B context, computed from the raw z on first use.
+
+    Stabilised when first needed, not in ``prepare``: windowed factors stabilise only their crops (the same
+    elementwise numbers), and skip a pass over every conv output of the page.
+    """
+    if "z" not in ctx:
+        ctx["z"] = stabilize(ctx["z_raw"], eps)
+    return ctx["z"]
+
+
+def conv_footprint(layer):
+    """(kernel, stride, dilation, padding) of a Conv2d as pairs; None for a Linear layer or string padding."""
+    if not isinstance(layer, nn.Conv2d) or isinstance(layer.padding, str):
+        return None
+    return layer.kernel_size, layer.stride, layer.dilation, layer.padding
 
 
 @dataclass
@@ -49,11 +87,18 @@ class GammaRule:
     def prepare(self, layer, a):
         weight = self._rho(layer.weight)
         z = linear_forward(layer, a, weight, self._rho(layer.bias))
-        return {"layer": layer, "a": a, "weight": weight, "z": stabilize(z, self.eps)}
+        return {"layer": layer, "a": a, "weight": weight, "z_raw": z}
 
     def backward(self, ctx, relevance):
-        s = relevance / ctx["z"]
-        return ctx["a"] * linear_transpose(ctx["layer"], s, ctx["weight"], ctx["a"].shape)
+        s = relevance / normaliser(ctx, self.eps)
+        return ctx["a"] * linear_transpose(ctx["layer"], s, ctx["weight"], ctx["a"].shape, ctx.get("padding"))
+
+    def footprint(self, ctx):
+        return conv_footprint(ctx["layer"])
+
+    def crop(self, ctx, below, above):
+        return {"layer": ctx["layer"], "a": below.take(ctx["a"]), "weight": ctx["weight"],
+                "z": stabilize(above.take(ctx["z_raw"], 1.0), self.eps), "padding": NO_PADDING}
 
 
 @dataclass
@@ -76,17 +121,24 @@ class ZBoxRule:
             - linear_forward(layer, low, w_pos, None)
             - linear_forward(layer, high, w_neg, None)
         )
-        return {"layer": layer, "a": a, "low": low, "high": high, "w_pos": w_pos, "w_neg": w_neg,
-                "z": stabilize(z, self.eps)}
+        return {"layer": layer, "a": a, "low": low, "high": high, "w_pos": w_pos, "w_neg": w_neg, "z_raw": z}
 
     def backward(self, ctx, relevance):
-        s = relevance / ctx["z"]
-        layer, shape = ctx["layer"], ctx["a"].shape
+        s = relevance / normaliser(ctx, self.eps)
+        layer, shape, padding = ctx["layer"], ctx["a"].shape, ctx.get("padding")
         return (
-            ctx["a"] * linear_transpose(layer, s, layer.weight, shape)
-            - ctx["low"] * linear_transpose(layer, s, ctx["w_pos"], shape)
-            - ctx["high"] * linear_transpose(layer, s, ctx["w_neg"], shape)
+            ctx["a"] * linear_transpose(layer, s, layer.weight, shape, padding)
+            - ctx["low"] * linear_transpose(layer, s, ctx["w_pos"], shape, padding)
+            - ctx["high"] * linear_transpose(layer, s, ctx["w_neg"], shape, padding)
         )
+
+    def footprint(self, ctx):
+        return conv_footprint(ctx["layer"])
+
+    def crop(self, ctx, below, above):
+        return {"layer": ctx["layer"], "a": below.take(ctx["a"]), "low": below.take(ctx["low"]),
+                "high": below.take(ctx["high"]), "w_pos": ctx["w_pos"], "w_neg": ctx["w_neg"],
+                "z": stabilize(above.take(ctx["z_raw"], 1.0), self.eps), "padding": NO_PADDING}
 
 
 @dataclass
@@ -121,15 +173,45 @@ class MaxPoolRule(GradientRule):
     def prepare(self, layer, a):
         out, indices = F.max_pool2d(a, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
                                     ceil_mode=layer.ceil_mode, return_indices=True)
-        return {"a": a, "out": out, "indices": indices.flatten(2)}
+        geometry = tuple(_pair(v) for v in (layer.kernel_size, layer.stride, layer.dilation, layer.padding))
+        return {"a": a, "out": out, "indices": indices.flatten(2), "geometry": geometry}
+
+    def prepare_forward(self, layer, a):
+        """(context, layer output): the pooled maps come with the indices, so the forward pass reuses them."""
+        ctx = self.prepare(layer, a)
+        return ctx, ctx["out"]
 
     def backward(self, ctx, relevance):
-        out, a = ctx["out"], ctx["a"]
+        out, a = ctx["out"], ctx.get("a")
         s = safe_divide(relevance, out)
-        m, channels = s.shape[0], a.shape[1]
-        grad = torch.zeros(m, channels, a.shape[2] * a.shape[3], dtype=s.dtype, device=s.device)
+        m, channels = s.shape[0], out.shape[1]
+        height, width = a.shape[2:] if a is not None else ctx["input_size"]
+        grad = torch.zeros(m, channels, height * width, dtype=s.dtype, device=s.device)
+        if a is None:  # a crop: a_j = out_k at the arg-max j of k, so a_j·s_k is out_k·s_k, scattered
+            grad.scatter_add_(2, ctx["indices"].expand(m, -1, -1), (s * out).flatten(2))
+            return grad.view(m, channels, height, width)
         grad.scatter_add_(2, ctx["indices"].expand(m, -1, -1), s.flatten(2))
         return a * grad.view(m, *a.shape[1:])
+
+    def footprint(self, ctx):
+        return ctx["geometry"]
+
+    def crop(self, ctx, below, above):
+        """The arg-max indices, flat over the whole input, become flat indices into each input window.
+
+        Every arg-max of an output in the window lies in the grown input window; outputs outside the map (zero
+        relevance) get a clamped index that receives nothing. The input is not cropped: at an arg-max it equals
+        the output (the same numbers where pooling windows do not overlap, as in the bigram network; overlapping
+        ones sum the shares of an input in another order).
+        """
+        out, a = ctx["out"], ctx["a"]
+        width = a.shape[-1]
+        flat = above.take(ctx["indices"].view(out.shape), 0)
+        height_w, width_w = below.size
+        origin = below.origin.to(flat.device)[:, :, None, None, None]
+        rows = (flat // width - origin[:, 0]).clamp(0, height_w - 1)
+        cols = (flat % width - origin[:, 1]).clamp(0, width_w - 1)
+        return {"out": above.take(out), "indices": (rows * width_w + cols).flatten(2), "input_size": below.size}
 
 
 class GateRule(GradientRule):
@@ -144,6 +226,12 @@ class GateRule(GradientRule):
 
     def backward(self, ctx, relevance):
         return relevance * ctx["open"]
+
+    def footprint(self, ctx):
+        return SAME
+
+    def crop(self, ctx, below, above):
+        return {"open": above.take(ctx["open"], False)}
 
 
 class SignalTakeAllRule:
@@ -163,6 +251,12 @@ class SignalTakeAllRule:
     def backward(self, ctx, relevance):
         return self.signal_rule.backward(ctx, relevance)
 
+    def footprint(self, ctx):
+        return self.signal_rule.footprint(ctx)
+
+    def crop(self, ctx, below, above):
+        return self.signal_rule.crop(ctx, below, above)
+
 
 class PassRule:
     """ReLU, Dropout (eval) and Identity: relevance passes unchanged (the rule below it used the ReLU output)."""
@@ -172,6 +266,12 @@ class PassRule:
 
     def backward(self, ctx, relevance):
         return relevance
+
+    def footprint(self, ctx):
+        return SAME
+
+    def crop(self, ctx, below, above):
+        return {}
 
 
 class ReshapeRule:

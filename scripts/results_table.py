@@ -58,9 +58,15 @@ def _cost_rows() -> list[tuple[str, str, str]]:
     size_text = ", ".join(f"{w}×{h}" for w, h in sizes)
     speed = _json("speed.json")
     layers = {layer["layer"]: layer for layer in speed["layers"]}
-    rows = [(f"bigram factors per table page ({size_text} px): plain / aligned routing",
+    rows = [(f"bigram factors per table page ({size_text} px), dense method: plain / aligned routing",
              f"{min(plain):.1f}–{max(plain):.1f} s / {min(aligned):.1f}–{max(aligned):.1f} s",
              cost.get("command", "python -m benchmarks.bench_bigram_cost"))]
+    windowed = _json("windowed.json")
+    full = max(windowed["runs"], key=lambda run: run["digits"])
+    width, height = windowed["page"]["input"]
+    rows.append((f"bigram factors of a {width}×{height} table page ({full['digits']} digits): windowed / dense",
+                 f"{full['windowed_seconds']:.2f} s / {full['dense_seconds']:.1f} s ({full['speed_up']:.0f}×, "
+                 f"max rel. difference {full['max_rel_diff']:.0e})", windowed["command"]))
     rows += [(f"VGG-16 layer {n} factors of one 128-px image (h = 100); speed-up over a loop",
               f"{layers[n]['factors_s']:.2f} s; {layers[n]['speedup_vs_loop']:.1f}×",
               speed.get("command", "python benchmarks/bench_speed.py"))
