@@ -84,10 +84,11 @@ def test_spatial_features_windowed_equal_dense(gamma, pool, bias, zb, normalize)
 
 
 @pytest.mark.parametrize("options", [BigramOptions(threshold=0.02), BigramOptions(threshold=0.02, sqrt=False),
-                                     BigramOptions(threshold=0.02, aligned=True),
+                                     pytest.param(BigramOptions(threshold=0.02, aligned=True), marks=pytest.mark.slow),
                                      BigramOptions(threshold=0.02, unigrams=True, normalize=False),
-                                     BigramOptions(threshold=0)])
-@pytest.mark.parametrize("gamma", [None, 0.1, {0: 1.0}])
+                                     pytest.param(BigramOptions(threshold=0), marks=pytest.mark.slow)])
+@pytest.mark.parametrize("gamma", [None, pytest.param(0.1, marks=pytest.mark.slow),
+                                   pytest.param({0: 1.0}, marks=pytest.mark.slow)])
 def test_random_bigram_network_on_random_pages(options, gamma):
     torch.manual_seed(3)
     model = bigram_network(options, pretrained=False)
