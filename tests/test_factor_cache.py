@@ -141,3 +141,98 @@ def test_rotation_max_offers_the_wrapped_model_interface():
     x = wrapped.preprocess(image)
     np.testing.assert_array_equal(np.asarray(model_input_image(wrapped, x)), np.asarray(model_input_image(inner, x)))
     assert not hasattr(wrapped, "no_such_attribute")
+
+
+# -- sparse storage (issue 15 §2) ---------------------------------------------------------------------------------
+def bigram_like(shape=(100, 50, 70), density=0.004, seed=0) -> np.ndarray:
+    """Factors as the bigram network gives them: > 99 % exact zeros, a few signed values per dimension."""
+    rng = np.random.default_rng(seed)
+    array = np.zeros(shape, dtype=np.float32)
+    mask = rng.random(shape) < density
+    array[mask] = rng.standard_normal(int(mask.sum())).astype(np.float32) * 10.0 ** rng.integers(-6, 2, mask.sum())
+    return array
+
+
+def cache_file(tmp_path, array, tag="sha@1"):
+    from corpus_index.storage.factor_cache import FactorCache
+
+    cache = FactorCache(tmp_path)
+    schedule = {0: 0.25, 3: 0.0}
+    cache.save("m", schedule, 8, 7, array, tag=tag)
+    return cache, schedule, cache.path("m", schedule, 8, 7)
+
+
+def test_dense_factors_round_trip_exactly_and_stay_plain_npy(tmp_path):
+    array = np.random.default_rng(1).standard_normal((16, 9, 11)).astype(np.float32)  # VGG: no zeros
+    cache, schedule, path = cache_file(tmp_path, torch.from_numpy(array))
+    assert path.read_bytes()[:6] == b"\x93NUMPY"  # sparse is not smaller: written as before
+    loaded = cache.load("m", schedule, 8, 7, tag="sha@1")
+    assert loaded.dtype == np.float32 and loaded.shape == array.shape
+    np.testing.assert_array_equal(loaded, array)
+    np.testing.assert_array_equal(np.load(path), array)  # still an .npy numpy reads
+    assert cache.load("m", schedule, 8, 7, tag="other") is None
+
+
+def test_sparse_factors_round_trip_exactly_and_are_ten_times_smaller(tmp_path):
+    array = bigram_like()
+    array[0, 0, 0] = -0.0
+    cache, schedule, path = cache_file(tmp_path, array)
+    assert not path.read_bytes().startswith(b"\x93NUMPY")
+    assert path.stat().st_size * 10 <= array.nbytes, (path.stat().st_size, array.nbytes)
+    loaded = cache.load("m", schedule, 8, 7, tag="sha@1")
+    assert loaded.dtype == np.float32 and loaded.shape == array.shape
+    np.testing.assert_array_equal(loaded, array)
+    assert loaded.sum(dtype=np.float64) == array.sum(dtype=np.float64)  # Σ of an explanation unchanged
+    assert cache.is_current("m", schedule, 8, 7, None, "sha@1")
+    assert not cache.is_current("m", schedule, 8, 7, None, "sha@2")
+    assert cache.load("m", schedule, 8, 7, tag="sha@2") is None
+
+
+@pytest.mark.parametrize("shape", [(3, 300, 300), (5, 1, 1), (1, 4, 4)])  # > 65536 cells: uint32 cell indices
+def test_sparse_edge_cases_round_trip(tmp_path, shape):
+    from corpus_index.storage.factor_cache import decode_factors, encode_factors
+
+    for array in (np.zeros(shape, np.float32), bigram_like(shape, density=0.01, seed=3)):
+        cache, schedule, path = cache_file(tmp_path, array)
+        np.testing.assert_array_equal(cache.load("m", schedule, 8, 7, tag="sha@1"), array)
+        sparse = encode_factors(array)
+        if sparse is not None:
+            np.testing.assert_array_equal(decode_factors(**sparse), array)
+
+
+def test_old_dense_cache_files_still_load(tmp_path):
+    from corpus_index.storage.factor_cache import FactorCache
+
+    cache = FactorCache(tmp_path)
+    schedule = {0: 0.25}
+    array = bigram_like((10, 8, 8), seed=5)
+    path = cache.path("m", schedule, 8, 3)
+    with open(path, "wb") as handle:  # as written before sparse storage: dense, with the trailer
+        np.save(handle, array)
+        handle.write(b"#corpus-index content:abc\n")
+    np.testing.assert_array_equal(cache.load("m", schedule, 8, 3, tag="abc"), array)
+    np.save(cache.path("m", schedule, 8, 4), array)  # from before trailers: served only without a tag
+    np.testing.assert_array_equal(cache.load("m", schedule, 8, 4), array)
+    assert cache.load("m", schedule, 8, 4, tag="abc") is None
+
+
+def test_truncated_or_garbled_sparse_file_is_damaged_and_repaired(tmp_path):
+    from corpus_index.storage.integrity import DamagedFileError
+
+    cache, schedule, path = cache_file(tmp_path, bigram_like())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DamagedFileError, match="7.npy"):
+        cache.load("m", schedule, 8, 7, tag="sha@1")
+    assert not cache.is_current("m", schedule, 8, 7, None, "sha@1")
+    moved = cache.repair("m", {7: "sha@1"})
+    assert len(moved) == 1 and not path.exists()
+
+    cache, schedule, path = cache_file(tmp_path, bigram_like())
+    data = bytearray(path.read_bytes())
+    start = data.index(b"\x93NUMPY", data.index(b"\x93NUMPY") + 1)  # the indptr array: break its order
+    header = data.index(b"\n", start) + 1
+    data[header:header + 8] = np.int64(10**9).tobytes()
+    path.write_bytes(bytes(data))
+    with pytest.raises(DamagedFileError):
+        cache.load("m", schedule, 8, 7, tag="sha@1")

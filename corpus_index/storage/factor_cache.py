@@ -2,15 +2,28 @@
 
 BiLRP(x, x') = sum_m R_m(x) (x) R_m(x'), and R(x) does not depend on the other image. So the factors of every
 image are cached per (item, model key, gamma schedule, pool) in
-``ROOT/factors/<model_key>/<gamma-hash>-p<pool>/<item_id>.npy`` (float32, written atomically), and explaining a
-query against k neighbours costs k + 1 factor computations once, then one matrix product per pair.
+``ROOT/factors/<model_key>/<gamma-hash>-p<pool>/<item_id>.npy`` (float32, dense or sparse, written atomically),
+and explaining a query against k neighbours costs k + 1 factor computations once, then one matrix product per
+pair.
 
 Computing factors is :mod:`corpus_index.explanation`'s; this module only names, reads, writes and repairs the
 files. The gamma hash is taken over the *resolved* schedule ({layer index: gamma} after applying the model's
 defaults) as canonical JSON (string keys, sorted), so ``gamma=None`` and the explicit default schedule share one
 cache entry. Each folder holds a ``spec.json`` saying which schedule and pool it is for.
 
-Each file is a plain ``.npy`` array followed by a trailer line ``#corpus-index content:<tag>`` naming the
+Each file holds the factors in one of two layouts, whichever is smaller (:func:`encode_factors`):
+
+* *dense*: a plain ``.npy`` float32 array (h, H/p, W/p) — what VGG's factors get, and what every file written
+  before sparse storage is;
+* *sparse*: the magic line ``\x93CORPUS-INDEX-SPARSE-1\n`` and then four ``.npy`` arrays, a compressed-sparse-row
+  layout of the factors as an h x (H/p * W/p) matrix: ``shape`` (int64, the dense shape), ``indptr`` (int64,
+  h + 1: where each dimension's entries start), ``cells`` (uint16 or uint32: the flat cell index of each non-zero
+  entry, ascending within a dimension) and ``values`` (float32, the entries themselves, unrounded). The bigram
+  network's factors are over 99 % zeros: a demo table page's file shrinks ~115-fold, a woodcut page's far more
+  (``benchmarks/bench_factor_size.py``), and loading gives the dense array bit for bit (a -0.0 comes back as
+  0.0), so Σ of an explanation is unchanged.
+
+Either layout is followed by a trailer line ``#corpus-index content:<tag>`` naming the
 content tag of the item it was computed from (:func:`corpus_index.storage.integrity.content_tag`; numpy ignores bytes
 after the array). :meth:`FactorCache.get` serves a file only if its tag is the item's current one, otherwise
 it computes the factors again (an item id reused after a lost database, a scan replaced in place, a file copied
@@ -35,6 +48,8 @@ from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, set_as
 from corpus_index.storage.layout import Layout
 
 _TRAILER = b"#corpus-index content:"
+_SPARSE_MAGIC = b"\x93CORPUS-INDEX-SPARSE-1\n"
+_HEADER_BYTES = 128  # what one .npy header costs (numpy pads headers to a multiple of 64)
 _FILE_NAME = re.compile(r"^(\d+)(?:-t(\d+))?\.npy$")
 
 
@@ -62,6 +77,70 @@ def pool_tag(pool) -> str:
     if ph < 1 or pw < 1:
         raise ValueError(f"pool must be at least 1, got {pool}")
     return f"p{ph}" if ph == pw else f"p{ph}x{pw}"
+
+
+def encode_factors(array: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The sparse layout of float32 factors (h, ...) — ``shape``, ``indptr``, ``cells``, ``values`` — or None
+    when it would not be smaller than the dense array (VGG's factors) or the array has fewer than 2 axes."""
+    if array.ndim < 2 or array.size == 0:
+        return None
+    rows = array.shape[0]
+    flat = array.reshape(rows, -1)
+    cells_per_row = flat.shape[1]
+    index_type = np.uint16 if cells_per_row <= 1 << 16 else np.uint32 if cells_per_row <= 1 << 32 else np.uint64
+    nonzero = int(np.count_nonzero(flat))
+    sparse_bytes = (len(_SPARSE_MAGIC) + 4 * _HEADER_BYTES + 8 * array.ndim + 8 * (rows + 1)
+                    + nonzero * (np.dtype(index_type).itemsize + 4))
+    if sparse_bytes >= _HEADER_BYTES + array.nbytes:
+        return None
+    row_index, cells = np.nonzero(flat)  # row-major order: ascending cells within each dimension
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row_index, minlength=rows), out=indptr[1:])
+    return {"shape": np.asarray(array.shape, dtype=np.int64), "indptr": indptr,
+            "cells": cells.astype(index_type), "values": flat[row_index, cells].astype(np.float32)}
+
+
+def decode_factors(shape, indptr, cells, values) -> np.ndarray:
+    """The dense float32 array of a sparse layout (:func:`encode_factors`); ValueError if it is inconsistent."""
+    shape = tuple(int(v) for v in shape)
+    if len(shape) < 2 or min(shape) < 0:
+        raise ValueError(f"bad sparse shape {shape}")
+    rows, cells_per_row = shape[0], int(np.prod(shape[1:], dtype=np.int64))
+    indptr = np.asarray(indptr, dtype=np.int64)
+    if (indptr.shape != (rows + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0)
+            or indptr[-1] != len(cells) or len(cells) != len(values)):
+        raise ValueError("inconsistent sparse index")
+    if len(cells) and int(cells.max()) >= cells_per_row:
+        raise ValueError("sparse cell index out of range")
+    dense = np.zeros((rows, cells_per_row), dtype=np.float32)
+    dense[np.repeat(np.arange(rows), np.diff(indptr)), cells.astype(np.int64)] = values
+    return dense.reshape(shape)
+
+
+def _npy_part(handle, data: bool) -> np.ndarray | None:
+    """One .npy array at the handle's position (its data only if ``data``); leaves the handle after it.
+
+    ValueError when the file ends before the array does.
+    """
+    version = np.lib.format.read_magic(handle)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read_header(handle)
+    if dtype.hasobject:
+        raise ValueError("object arrays are not factors")
+    count = int(np.prod(shape, dtype=np.int64))
+    start = handle.tell()
+    end = start + count * dtype.itemsize
+    handle.seek(0, 2)
+    if handle.tell() < end:
+        raise ValueError(f"{handle.tell()} bytes, the array needs {end}")
+    if not data:
+        handle.seek(end)
+        return None
+    handle.seek(start)
+    array = np.fromfile(handle, dtype=dtype, count=count)
+    handle.seek(end)
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 @dataclass
@@ -104,22 +183,15 @@ class FactorCache:
         """(factors or None when ``data`` is False, content tag or None) of one file; damage -> DamagedFileError."""
         try:
             with open(path, "rb") as handle:
-                version = np.lib.format.read_magic(handle)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, fortran, dtype = read_header(handle)
-                start = handle.tell()
-                end = start + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                handle.seek(0, 2)
-                if handle.tell() < end:
-                    raise ValueError(f"{handle.tell()} bytes, the array needs {end}")
-                handle.seek(end)
-                rest = handle.read(4096)
-                array = None
-                if data:
-                    handle.seek(start)
-                    array = np.fromfile(handle, dtype=dtype, count=int(np.prod(shape, dtype=np.int64)))
-                    array = array.reshape(shape, order="F" if fortran else "C")
+                if handle.read(len(_SPARSE_MAGIC)) == _SPARSE_MAGIC:
+                    parts = [_npy_part(handle, data or name == "shape")
+                             for name in ("shape", "indptr", "cells", "values")]
+                    rest = handle.read(4096)
+                    array = decode_factors(*parts) if data else None
+                else:
+                    handle.seek(0)
+                    array = _npy_part(handle, data)
+                    rest = handle.read(4096)
         except FileNotFoundError:
             raise
         except READ_ERRORS as error:
@@ -148,13 +220,19 @@ class FactorCache:
 
     def save(self, model_key: str, schedule: dict, pool, item_id: int, factors,
              transform: int | None = None, tag: str = "") -> Path:
-        """Store factors (h, H/p, W/p) as float32 with the item's content tag, atomically."""
+        """Store factors (h, H/p, W/p) as float32 with the item's content tag, atomically; sparse when smaller."""
         array = factors.detach().cpu().numpy() if hasattr(factors, "detach") else np.asarray(factors)  # torch
         array = np.ascontiguousarray(array, dtype=np.float32)
+        sparse = encode_factors(array)
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as handle:
-                np.save(handle, array, allow_pickle=False)
+                if sparse is None:
+                    np.save(handle, array, allow_pickle=False)
+                else:
+                    handle.write(_SPARSE_MAGIC)
+                    for name in ("shape", "indptr", "cells", "values"):
+                        np.save(handle, sparse[name], allow_pickle=False)
                 handle.write(_TRAILER + str(tag).encode("utf-8") + b"\n")
 
         return atomic_write(self.path(model_key, schedule, pool, item_id, transform), write)
