@@ -67,6 +67,10 @@ def _cost_rows() -> list[tuple[str, str, str]]:
     rows.append((f"bigram factors of a {width}×{height} table page ({full['digits']} digits): windowed / dense",
                  f"{full['windowed_seconds']:.2f} s / {full['dense_seconds']:.1f} s ({full['speed_up']:.0f}×, "
                  f"max rel. difference {full['max_rel_diff']:.0e})", windowed["command"]))
+    size = _json("factor_size.json")
+    stored = "; ".join(f"{page['model'].split('-')[0]} {page['kind']} {page['stored_mb']:.3g} MB "
+                       f"(dense {page['dense_mb']:.3g})" for page in size["pages"])
+    rows.append((f"cached factors per demo page, pool {size['pool']}: stored (dense)", stored, size["command"]))
     rows += [(f"VGG-16 layer {n} factors of one 128-px image (h = 100); speed-up over a loop",
               f"{layers[n]['factors_s']:.2f} s; {layers[n]['speedup_vs_loop']:.1f}×",
               speed.get("command", "python benchmarks/bench_speed.py"))
