@@ -12,3 +12,14 @@ def command_line() -> str:
     script = _Path(_sys.argv[0]).resolve()
     shown = str(script.relative_to(_REPO)) if script.is_relative_to(_REPO) else _sys.argv[0]
     return _shlex.join(["python", shown, *_sys.argv[1:]])
+
+
+def write_results(path: _Path, results: dict) -> None:
+    """Add the load average at the end, write ``results`` as JSON to ``path`` and print them."""
+    import json
+    import os
+
+    results["load_after"] = os.getloadavg()[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))

@@ -5,7 +5,6 @@ Usage: .venv/bin/python -m benchmarks.bench_bigram_cost [--pages 3]
 """
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -15,6 +14,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from benchmarks import write_results
 from bilrp_core import BigramOptions, bigram_network, relevance_factors
 from corpus_index.synthetic import generate_corpus
 
@@ -43,10 +43,7 @@ def main():
                 relevance_factors(model, x, pool=8)
                 results["pages"].append({"model": variant, "page": path, "input": list(x.shape[-2:]),
                                          "phi_seconds": forward, "factors_seconds": time.perf_counter() - start})
-    results["load_after"] = os.getloadavg()[0]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Usage: .venv/bin/python -m benchmarks.bench_factor_size
        (writes benchmarks/results/factor_size.json and prints it)
 """
 
-import json
 import os
 import tempfile
 import time
@@ -19,6 +18,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from benchmarks import write_results
 from corpus_index.explanation import compute_factors, resolve_schedule
 from corpus_index.models import DEFAULT_MODEL_KEY, load_model
 from corpus_index.storage.factor_cache import FactorCache
@@ -58,10 +58,7 @@ def main():
                 "dense_mb": dense / MB, "stored_mb": stored / MB, "ratio": dense / stored,
                 "layout": "dense" if file.read_bytes()[:6] == b"\x93NUMPY" else "sparse",
                 "round_trip_exact": True, "factors_seconds": seconds})
-    results["load_after"] = os.getloadavg()[0]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    write_results(RESULTS, results)
 
 
 if __name__ == "__main__":
