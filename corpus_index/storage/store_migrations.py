@@ -49,6 +49,22 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE file_checks (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
         " hash TEXT NOT NULL, checked_at TEXT NOT NULL)",
     ],
+    # Version 4: what historians conclude. Verdicts on pairs keep their history (a changed verdict supersedes the
+    # old row, never overwrites it) and the items' content hashes, so they survive a re-ingest; metadata edits
+    # made after ingest are logged field by field (who, when, old and new value); a free note per item.
+    [
+        "CREATE TABLE verdicts (id INTEGER PRIMARY KEY, item1 INTEGER NOT NULL, item2 INTEGER NOT NULL,"
+        " hash1 TEXT NOT NULL, hash2 TEXT NOT NULL,"
+        " label TEXT NOT NULL CHECK (label IN ('same', 'partial', 'related', 'different')),"
+        " wrong_reason INTEGER NOT NULL DEFAULT 0, regions TEXT NOT NULL DEFAULT '[]', note TEXT NOT NULL DEFAULT '',"
+        " reviewer TEXT NOT NULL, model_key TEXT, gamma TEXT, pool INTEGER, score REAL, params_hash TEXT,"
+        " created_at TEXT NOT NULL, superseded_by INTEGER REFERENCES verdicts(id))",
+        "CREATE INDEX verdicts_pair ON verdicts(item1, item2)",
+        "CREATE TABLE metadata_edits (id INTEGER PRIMARY KEY, item_id INTEGER NOT NULL, hash TEXT NOT NULL,"
+        " field TEXT NOT NULL, old_value TEXT, new_value TEXT, editor TEXT NOT NULL, edited_at TEXT NOT NULL)",
+        "CREATE INDEX metadata_edits_item ON metadata_edits(item_id)",
+        "ALTER TABLE items ADD COLUMN note TEXT",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
