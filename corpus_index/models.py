@@ -134,6 +134,20 @@ def model_label(key: str) -> str:
     return entry.label(spec) + (" + rotation/flip-max" if spec.rotation_max else "")
 
 
+#: The mark every output of a network with random weights carries (picture, caption, export).
+UNTRAINED_MARK = "untrained network — not meaningful for research"
+
+
+def is_untrained(key: str) -> bool:
+    """Whether the model of ``key`` has random (untrained) weights: VGG-16 without ImageNet weights. Its
+    similarities and explanations show what the architecture alone does, nothing a historian can rely on."""
+    try:
+        spec = parse_model_key(key)
+    except ValueError:
+        return False
+    return spec.family == "vgg16" and spec.weights is None
+
+
 def parse_model_key(key: str) -> ModelSpec:
     """Parse a model key into a :class:`ModelSpec`.
 
