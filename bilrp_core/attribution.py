@@ -14,6 +14,7 @@ from . import windowed
 from .composite import rules_for
 from .model import norm_scale
 from .numerics import safe_divide
+from .sparse_pair import SparseFactors, SparsePair
 
 #: Largest number of relevance values per layer and chunk when chunk_size is None. On a GPU the budget is memory
 #: (2^26 floats = 256 MB per tensor); on a CPU the backward is memory-bandwidth bound and small chunks that stay in
@@ -108,7 +109,7 @@ def _auto_chunk(contexts, x, h):
     return max(1, min(h, budget // largest))
 
 
-def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, method="auto"):
+def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, method="auto", progress=None):
     """LRP factors R_m(x) of every feature dimension m, summed over channels and sum-pooled.
 
     One forward pass records every layer's activations and normalisers; then the relevance of each dimension is
@@ -137,6 +138,10 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
         back to dense. "auto" (the default) computes windowed factors when it can and the windows cover on average
         less than :data:`bilrp_core.windowed.AUTO_SUPPORT` of the input, dense factors otherwise.
         ``chunk_size`` applies to dense factors only.
+    progress : callable, optional
+        ``progress(done, total)`` after each batch of the backward: dimensions done of all non-zero dimensions
+        (dense), or (dimension, window) pairs done of all pairs (windowed). Counts grow and end at ``total``;
+        raising from it stops the computation.
 
     Returns
     -------
@@ -156,7 +161,7 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
     plan = _windowed_plan(model, rules, contexts, shapes, a_top, [dims[i] for i in active], method)
     if plan is not None:
         with torch.no_grad():
-            windowed.run_windows(plan, out, active, (ph, pw))
+            windowed.run_windows(plan, out, active, (ph, pw), progress)
         return out
     chunk = chunk_size or _auto_chunk(contexts, x, max(1, len(active)))
     with torch.no_grad():
@@ -164,6 +169,10 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
             rows = active[start:start + chunk]
             seeds = _top_relevance(model, a_top, [dims[i] for i in rows])
             out[rows] = sum_pool(_backward(model, rules, contexts, seeds), pool).to(out.dtype)
+            if progress is not None:
+                progress(start + len(rows), len(active))
+    if progress is not None and not active:  # nothing to propagate: done at once
+        progress(0, 0)
     return out
 
 
@@ -218,7 +227,14 @@ def relevance_factors_loop(model, x, gamma=None, pool=8):
 
 
 def pair_matrix(factors, factors2):
-    """BiLRP pair matrix from two images' factors: Σ_m R_m(x) ⊗ R_m(x') -> (H1, W1, H2, W2). A matrix product."""
+    """BiLRP pair matrix from two images' factors: Σ_m R_m(x) ⊗ R_m(x') -> (H1, W1, H2, W2). A matrix product.
+
+    Dense factors (tensors) give a dense tensor. If either is :class:`~bilrp_core.sparse_pair.SparseFactors`, the
+    result is a :class:`~bilrp_core.sparse_pair.SparsePair`: the product R1ᵀ·R2 stays sparse and the whole
+    (H1·W1)×(H2·W2) matrix is never formed.
+    """
+    if isinstance(factors, SparseFactors) or isinstance(factors2, SparseFactors):
+        return SparsePair(factors, factors2)
     if factors.shape[0] != factors2.shape[0]:
         raise ValueError(f"factors disagree on h: {factors.shape[0]} vs {factors2.shape[0]} "
                          "(were they computed with the same model?)")

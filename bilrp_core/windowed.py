@@ -239,11 +239,12 @@ def _top_windows(plan, pairs, window):
     return relevance
 
 
-def run_windows(plan, out, rows, pool):
+def run_windows(plan, out, rows, pool, progress=None):
     """Add the windowed factors of ``plan`` to ``out`` (d_out, Ph, Pw), sum-pooled over ``pool`` = (ph, pw).
 
     ``rows[i]`` is the row of ``out`` of the plan's dimension i. The input relevance of every pair is summed over
     channels and added to the pooled cells its pixels fall in (pixels outside the input hold zero relevance).
+    ``progress(done, total)``, if given, is called after each batch with the (dimension, tile) pairs done.
     """
     (ph, pw), (_, cells_h, cells_w) = pool, out.shape
     height, width = plan.input_shape[-2:]
@@ -267,3 +268,7 @@ def run_windows(plan, out, rows, pool):
         values = relevance.sum(dim=1)
         values = torch.where(inside.to(values.device), values, 0.0)
         flat.index_add_(0, torch.where(inside, cell, 0).flatten().to(flat.device), values.flatten().to(flat.dtype))
+        if progress is not None:
+            progress(start + len(pairs), len(plan.pairs))
+    if progress is not None and not len(plan.pairs):
+        progress(0, 0)

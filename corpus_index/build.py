@@ -25,6 +25,9 @@ from corpus_index.storage.model_stamp import is_stale, set_aside, write_stamp
 from corpus_index.storage.rehash import refresh_hashes
 from corpus_index.storage.store import Store
 
+#: Patch sizes (model-input pixels) explanations offer, smallest first; each divides the next.
+POOLS = (4, 8, 16, 32, 64)
+
 
 @dataclass
 class BuildReport:
@@ -80,7 +83,8 @@ def build_model(store: Store, model_key: str, features: FeatureStore | None = No
     index : {"flat", "hnsw", "ivfpq"}
         Which index to update (exact inner product by default).
     factors : bool
-        Also cache every item's BiLRP factors for ``gamma`` and ``pool``.
+        Also cache every item's BiLRP factors for ``gamma`` and ``pool`` (``"auto"``: the model's
+        :func:`default_pool`, what explanations use unless told otherwise).
     concurrency : int
         Ray workers.
     """
@@ -156,13 +160,39 @@ def model_dim(model) -> int:
         return int(embed(model, model.preprocess(Image.new("L", (64, 64), 255))).shape[-1])
 
 
+def default_pool(model_key: str) -> int:
+    """The patch size a model's explanations use by default, the same for every pair of the model.
+
+    The bigram network sees pages normalised to one print size, where a table row is about 20–30 px tall:
+    16-px patches keep neighbouring rows apart. Other models (VGG-16's fixed-size input) use the paper's 8-px
+    patches. The explorer's Explain page starts with it; ``pool="auto"`` precomputes it.
+    """
+    from corpus_index.models import parse_model_key
+
+    try:
+        family = parse_model_key(model_key).family
+    except ValueError:  # a custom or malformed key: the paper's patches
+        return 8
+    return 16 if family == "bigram" else 8
+
+
 def precompute_factors(store: Store, factor_cache: FactorCache, model_key: str,
                        item_ids: Sequence[int] | None = None, gamma=None, pool=8, progress: Progress | None = None,
                        engine: str = "local", address: str | None = None, concurrency: int = 2) -> FactorReport:
     """Cache the BiLRP factors of these items (default: all) for ``gamma`` and ``pool``.
 
     In-process (:func:`corpus_index.explanation.cache_factors`), or on Ray Data with ``engine="ray"``.
+    ``pool="auto"`` caches what explanations use unless told otherwise: the model's :func:`default_pool`, and the
+    coarser sizes of :data:`POOLS` an explanation falls back to when a pair of large pages would give too many
+    patch pairs at the default (summed from the default's factors, :func:`add_coarser_pools`; no extra
+    backward pass).
     """
+    if pool == "auto":
+        pool = default_pool(canonical_key(model_key))
+        report = precompute_factors(store, factor_cache, model_key, item_ids, gamma, pool, progress, engine,
+                                    address, concurrency)
+        add_coarser_pools(store, factor_cache, model_key, item_ids, gamma, pool)
+        return report
     key = canonical_key(model_key)
     model = load_model(key)
     rows = store.item_rows(item_ids)
@@ -192,3 +222,39 @@ def precompute_factors(store: Store, factor_cache: FactorCache, model_key: str,
         if progress is not None:
             progress(report.cached + report.computed + len(report.skipped), len(rows), f"factors {key}")
     return report
+
+
+def coarsen_factors(factors: np.ndarray, ratio: int) -> np.ndarray:
+    """Factors (h, H/p, W/p) of patch size p turned into those of patch size ``ratio`` · p.
+
+    Factors are sums of relevance over zero-padded patches (:func:`bilrp_core.attribution.sum_pool`), so summing
+    ``ratio`` × ``ratio`` blocks of them gives the coarser factors exactly (up to float rounding).
+    """
+    import torch
+
+    from bilrp_core.attribution import sum_pool
+
+    return sum_pool(torch.from_numpy(np.ascontiguousarray(factors)), int(ratio)).numpy()
+
+
+def add_coarser_pools(store: Store, factor_cache: FactorCache, model_key: str, item_ids: Sequence[int] | None,
+                      gamma, pool: int) -> int:
+    """Cache, for items whose factors at ``pool`` are cached, those of every coarser size of :data:`POOLS` that
+    ``pool`` divides (:func:`coarsen_factors`); returns the files written.
+
+    Not for rotation-max models: they pool in each turned image's orientation, which summing cannot reproduce.
+    """
+    key = canonical_key(model_key)
+    model = load_model(key)
+    if transform_count(model) > 1:
+        return 0
+    schedule = resolve_schedule(model, gamma)
+    coarser = [p for p in POOLS if p > pool and p % pool == 0]
+    written = 0
+    for item_id, tag in store.content_tags(item_ids).items():
+        todo = [p for p in coarser if not factor_cache.is_current(key, schedule, p, item_id, None, tag)]
+        fine = factor_cache.load(key, schedule, pool, item_id, None, tag) if todo else None
+        for coarse in todo if fine is not None else []:
+            factor_cache.save(key, schedule, coarse, item_id, coarsen_factors(fine, coarse // pool), None, tag)
+            written += 1
+    return written

@@ -2,9 +2,11 @@
 
 BiLRP(x, x') = Σ_m R_m(x) ⊗ R_m(x'), and the factors R(x) do not depend on the other image: each image's are
 computed once (:func:`compute_factors`) and kept in the :class:`~corpus_index.storage.factor_cache.FactorCache`, and a
-pair is one matrix product of two of them (:func:`pair_from_factors`). :func:`explain_pair` puts a pair together
-as an :class:`Explanation`, which knows where its patches lie on the scans — for an item that is a region of a
-page, on the page — so the command line's and the explorer's tables of patch pairs are the same table.
+pair is one matrix product of two of them (:func:`pair_from_factors`): sparse (a
+:class:`~bilrp_core.sparse_pair.SparsePair`) when the factors are, as the bigram network's are, dense otherwise.
+:func:`explain_pair` puts a pair together as an :class:`Explanation`, which knows where its patches lie on the
+scans — for an item that is a region of a page, on the page — so the command line's and the explorer's tables of
+patch pairs are the same table.
 
 The γ schedule has one form in memory, ``{layer index (int): γ (float)}`` (:func:`resolve_schedule`); it becomes
 JSON (string keys) only where it is written or hashed (:mod:`corpus_index.storage.factor_cache`).
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bilrp_core.sparse_pair import SparseFactors, SparsePair, sparse_pair_pays
 from corpus_index.progress import Progress
 from corpus_index.storage.factor_cache import FactorCache, FactorReport
 
@@ -70,8 +73,10 @@ class Explanation:
 
     Attributes
     ----------
-    pair : ndarray (H1/p, W1/p, H2/p, W2/p) float32
-        Relevance of every pair of pool x pool patches; its sum is the explained similarity.
+    pair : ndarray (H1/p, W1/p, H2/p, W2/p) float32, or SparsePair
+        Relevance of every pair of pool x pool patches; its sum is the explained similarity. Sparse factors (the
+        bigram network's) give a :class:`~bilrp_core.sparse_pair.SparsePair` of the same shape, which the
+        drawing and table functions read without densifying (``numpy.asarray(pair)`` gives the dense array).
     score : float
         y = <phi(x), phi(x')>, the similarity the index shows.
     total : float
@@ -95,7 +100,7 @@ class Explanation:
         Where that lies on its image file: a region's top-left corner, (0, 0) for a whole scan or an upload.
     """
 
-    pair: np.ndarray
+    pair: np.ndarray | SparsePair
     score: float
     total: float
     image1: Image.Image
@@ -157,31 +162,42 @@ def check_transform(model, transform: int | None) -> int | None:
 
 
 def compute_factors(model, image: Image.Image, schedule: dict[int, float], pool,
-                    transform: int | None = None) -> np.ndarray:
+                    transform: int | None = None, progress: Progress | None = None) -> np.ndarray:
     """R(x) of one image (``bilrp_core.relevance_factors`` on the preprocessed image) as float32 numpy.
 
-    For rotation-max models, the factors of tau_transform(x) mapped back to the orientation of x.
+    For rotation-max models, the factors of tau_transform(x) mapped back to the orientation of x. ``progress``
+    hears of the batches of the backward pass as they finish (dimensions, or windows; not for rotation-max models),
+    so a bar moves within one page.
     """
     import bilrp_core
 
     x = model.preprocess(image)
     if transform is None:
-        factors = bilrp_core.relevance_factors(model, x, gamma=schedule, pool=pool)
+        batches = None if progress is None else (lambda done, total: progress(done, total, "BiLRP factors"))
+        factors = bilrp_core.relevance_factors(model, x, gamma=schedule, pool=pool, progress=batches)
     else:
         factors = model.relevance_factors(x, transform, gamma=schedule, pool=pool)
     return factors.detach().cpu().numpy().astype(np.float32)
 
 
-def pair_from_factors(factors1: np.ndarray, factors2: np.ndarray) -> np.ndarray:
-    """The pair matrix sum_m R_m(x) (x) R_m(x') from cached factors: one matrix product."""
+def pair_from_factors(factors1, factors2) -> np.ndarray | SparsePair:
+    """The pair matrix sum_m R_m(x) (x) R_m(x') from two images' factors (dense arrays or SparseFactors).
+
+    One matrix product: sparse (:class:`~bilrp_core.sparse_pair.SparsePair`, the whole (H1·W1)×(H2·W2) matrix is
+    never formed) when the factors are sparse enough for that to be smaller (:func:`sparse_pair_pays`), as the
+    bigram network's are; else the dense float32 array (VGG's factors have no zeros).
+    """
     import bilrp_core
 
-    return bilrp_core.pair_matrix(torch.from_numpy(factors1), torch.from_numpy(factors2)).numpy()
+    if sparse_pair_pays(factors1, factors2):
+        return SparsePair(factors1, factors2)
+    dense = [f.toarray() if isinstance(f, SparseFactors) else f for f in (factors1, factors2)]
+    return bilrp_core.pair_matrix(*(torch.from_numpy(np.ascontiguousarray(f)) for f in dense)).numpy()
 
 
 def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, image: Callable[[], Image.Image],
-                   gamma=None, pool=8, transform: int | None = None,
-                   tag: str | None = None) -> tuple[np.ndarray, bool]:
+                   gamma=None, pool=8, transform: int | None = None, tag: str | None = None,
+                   sparse: bool = False, progress: Progress | None = None) -> tuple[np.ndarray | SparseFactors, bool]:
     """Factors of one item from ``cache``, computed (and cached) on first use.
 
     Parameters
@@ -199,19 +215,24 @@ def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, imag
         Rotation-max models: which flip/rotation (factors mapped back to the original orientation); default 0.
     tag : str, optional
         The item's current content tag: a cached file with another tag is computed again (and replaced).
+    sparse : bool
+        Hand out factors the cache stores sparse as :class:`~bilrp_core.sparse_pair.SparseFactors` (not densified);
+        computed factors are dense arrays either way.
+    progress : Progress, optional
+        Hears of the backward's batches when the factors are computed (:func:`compute_factors`).
 
     Returns
     -------
-    factors : ndarray (h, H/p, W/p) float32
+    factors : ndarray (h, H/p, W/p) float32, or SparseFactors
     cached : bool
         Whether they came from the cache.
     """
     transform = check_transform(model, transform)
     schedule = resolve_schedule(model, gamma)
-    factors = cache.load(model_key, schedule, pool, item_id, transform, tag)
+    factors = cache.load(model_key, schedule, pool, item_id, transform, tag, sparse=sparse)
     if factors is not None:
         return factors, True
-    factors = compute_factors(model, image(), schedule, pool, transform)
+    factors = compute_factors(model, image(), schedule, pool, transform, progress)
     cache.save(model_key, schedule, pool, item_id, factors, transform, tag or "")
     return factors, False
 
@@ -223,7 +244,8 @@ def cache_factors(cache: FactorCache, model, model_key: str, rows: Sequence[tupl
 
     Rotation-max models get all 8 transforms per item. An interruption keeps every finished item, so a rerun
     continues where it stopped. ``tags`` (item id -> content tag) makes files of other content count as missing;
-    an unreadable scan is reported in the result and the others go on.
+    an unreadable scan is reported in the result and the others go on. ``progress`` hears of each item done, and
+    within an item of the backward's batches (the count of items stays, the message says how far the page is).
     """
     tags = tags or {}
     schedule = resolve_schedule(model, gamma)
@@ -238,8 +260,14 @@ def cache_factors(cache: FactorCache, model, model_key: str, rows: Sequence[tupl
         except Exception as error:  # one unreadable scan must not stop the corpus
             report.skipped.append((int(item_id), f"{path}: {error}"))
         else:
+            done = report.cached + number - 1
+
+            def batches(finished, total, _message, item_id=item_id, done=done):
+                progress(done, len(rows), f"BiLRP factors {model_key}: {item_id} ({finished}/{total} batches)")
+
             for transform in transforms:
-                factors = compute_factors(model, image, schedule, pool, transform)
+                factors = compute_factors(model, image, schedule, pool, transform,
+                                          None if progress is None else batches)
                 cache.save(model_key, schedule, pool, item_id, factors, transform, tags.get(int(item_id), ""))
             report.computed += 1
         if progress is not None:
@@ -291,7 +319,7 @@ def explain_pair(cache: FactorCache, model, model_key: str, sides: Sequence[Pair
             cached.append(False)
         else:
             array, hit = cached_factors(cache, model, model_key, side.item_id, lambda side=side: side.image,
-                                        schedule, pool, transform, tag=side.tag)
+                                        schedule, pool, transform, tag=side.tag, sparse=True)
             factors.append(array)
             cached.append(hit)
     pair = pair_from_factors(*factors)

@@ -17,6 +17,7 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parent.parent
 RESULTS = TOP / "benchmarks" / "results"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+SCALE_START, SCALE_END = "<!-- scale:start -->", "<!-- scale:end -->"
 
 
 def _json(name: str) -> dict:
@@ -115,19 +116,62 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def scale_table() -> str:
+    """The Markdown table of the scale estimates (``scale.json``): hours and disk to precompute factors."""
+    scale = _json("scale.json")
+    names = {"bigram_table": "bigram, every page a real-size table (upper bound)",
+             "bigram_mixed": f"bigram, {scale['per_page']['bigram_mixed']['table_share']:.0%} tables, the rest "
+                             "pages with few digits",
+             "vgg16": "VGG-16 layer 17 (default key)"}
+    def duration(hours: float) -> str:
+        return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h" if hours < 10 else f"{hours:,.0f} h"
+
+    machines = list(dict.fromkeys(row["machine"] for row in scale["estimates"]))
+    cells: dict[tuple, dict] = {}
+    for row in scale["estimates"]:
+        cells.setdefault((row["pages_of"], row["pages"]), {"disk": row})[row["machine"]] = row
+    lines = ["| factors of | pages | " + " | ".join(machines) + " | disk (dense float32) |",
+             "|---|---|" + "---|" * len(machines) + "---|"]
+    for (pages_of, pages), by_machine in cells.items():
+        times = [f"{duration(by_machine[m]['hours_ideal'])}" + (
+            "" if by_machine[m]["hours_conservative"] == by_machine[m]["hours_ideal"]
+            else f" – {duration(by_machine[m]['hours_conservative'])}") for m in machines]
+        disk = by_machine["disk"]
+        lines.append(f"| {names.get(pages_of, pages_of)} | {pages:,} | " + " | ".join(times)
+                     + f" | {disk['disk_gb']:.3g} GB ({disk['disk_gb_dense']:.3g} GB) |")
+    lines.append(f"\nTimes: linear in cores and nodes – half a worker per added worker. Assumptions in "
+                 f"`benchmarks/results/scale.json`, from `{scale['command']}`.")
+    return "\n".join(lines)
+
+
+def _replace_between(text: str, start: str, end: str, body: str) -> str:
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
 def render(readme: str) -> str:
-    """``readme`` with the text between the markers replaced by the current table."""
+    """``readme`` with the text between the markers replaced by the current table.
+
+    The scale section (:func:`scale_table`) is filled in too where the README has its markers
+    ``<!-- scale:start -->`` and ``<!-- scale:end -->``.
+    """
     if START not in readme or END not in readme:
         raise SystemExit(f"README.md lacks the markers {START} and {END}")
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{table()}\n{END}{tail}"
+    readme = _replace_between(readme, START, END, table())
+    if SCALE_START in readme and SCALE_END in readme:
+        readme = _replace_between(readme, SCALE_START, SCALE_END, scale_table())
+    return readme
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if README.md's table is out of date")
+    parser.add_argument("--scale", action="store_true", help="print the scale section (from scale.json) and exit")
     args = parser.parse_args(argv)
+    if args.scale:
+        print(scale_table())
+        return 0
     path = TOP / "README.md"
     current = path.read_text()
     wanted = render(current)

@@ -236,3 +236,20 @@ def test_truncated_or_garbled_sparse_file_is_damaged_and_repaired(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(DamagedFileError):
         cache.load("m", schedule, 8, 7, tag="sha@1")
+
+
+def test_sparse_files_load_as_csr_without_densifying_and_dense_files_as_arrays(tmp_path):
+    from bilrp_core.sparse_pair import SparseFactors
+
+    array = bigram_like()
+    cache, schedule, path = cache_file(tmp_path, array)
+    sparse = cache.load("m", schedule, 8, 7, tag="sha@1", sparse=True)
+    assert isinstance(sparse, SparseFactors) and sparse.shape == array.shape
+    assert sparse.nnz == np.count_nonzero(array)
+    np.testing.assert_array_equal(sparse.toarray(), array)
+    assert cache.load("m", schedule, 8, 7, tag="other", sparse=True) is None
+    dense = np.random.default_rng(2).standard_normal((4, 5, 6)).astype(np.float32)
+    cache.save("m", schedule, 8, 8, dense, tag="sha@1")
+    loaded = cache.load("m", schedule, 8, 8, tag="sha@1", sparse=True)
+    assert isinstance(loaded, np.ndarray)
+    np.testing.assert_array_equal(loaded, dense)

@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 from tiny_corpus import SMALL_VGG_KEY, make_corpus
 
+from corpus_index.cli import main
+from corpus_index.explanation import resolve_schedule
+from corpus_index.models import load_model
 from corpus_index.storage.features import FeatureStore
 
 pytestmark = pytest.mark.slow  # starts a local Ray cluster
@@ -22,6 +25,9 @@ def test_ray_engine_equals_in_process(tmp_path):
     try:
         report = distributed.build(SMALL_VGG_KEY, batch_size=3, engine="ray", concurrency=2, factors=True,
                                    pool=16)
+        # The command line's `build --factors --engine ray` (the driver reuses this Ray): factors for pool 8 too.
+        assert main(["--root", str(distributed.root), "build", "--model", SMALL_VGG_KEY, "--engine", "ray",
+                     "--factors", "--pool", "8", "--concurrency", "2"]) == 0
     finally:
         ray.shutdown()
 
@@ -37,7 +43,10 @@ def test_ray_engine_equals_in_process(tmp_path):
     assert report.index_size == 7
 
     assert report.factors.computed == 7 and len(report.factors.skipped) == 1
-    for item_id in ray_ids[:3]:
-        from_ray = distributed.factors(SMALL_VGG_KEY, item_id=int(item_id), pool=16)  # read from the cache
-        in_process = local.factors(SMALL_VGG_KEY, item_id=int(item_id), pool=16)  # computed here
-        np.testing.assert_allclose(from_ray, in_process, rtol=1e-4, atol=1e-6 * np.abs(in_process).max())
+    schedule = resolve_schedule(load_model(SMALL_VGG_KEY), None)
+    for pool in (16, 8):
+        assert all(distributed.factor_cache.path(SMALL_VGG_KEY, schedule, pool, int(i)).exists() for i in ray_ids)
+        for item_id in ray_ids[:3]:
+            from_ray = distributed.factors(SMALL_VGG_KEY, item_id=int(item_id), pool=pool)  # read from the cache
+            in_process = local.factors(SMALL_VGG_KEY, item_id=int(item_id), pool=pool)  # computed here
+            np.testing.assert_allclose(from_ray, in_process, rtol=1e-4, atol=1e-6 * np.abs(in_process).max())

@@ -181,3 +181,49 @@ def test_rejects_an_unknown_method():
 def test_plan_is_none_with_a_projection(pair):
     model = small_conv_net(seed=6)
     assert plan_windows(model, [], [], [], torch.zeros(1, 4), [0]) is None
+
+
+@pytest.mark.parametrize("method", ["dense", "windowed"])
+def test_progress_counts_batches_up_to_the_total(demo_page, method, monkeypatch):
+    model = bigram_network()
+    monkeypatch.setattr("bilrp_core.windowed.WINDOW_ELEMENTS", 2**14)  # small batches: several reports
+    calls = []
+    factors = relevance_factors(model, demo_page[1], pool=4, method=method, chunk_size=3,
+                                progress=lambda done, total: calls.append((done, total)))
+    done = [d for d, _ in calls]
+    assert len(calls) >= 3 and len({t for _, t in calls}) == 1
+    assert done == sorted(done) and len(set(done)) == len(done) and done[-1] == calls[-1][1] > 0
+    torch.testing.assert_close(factors, relevance_factors(model, demo_page[1], pool=4, method=method))
+
+
+def test_compute_factors_passes_progress_through(demo_page):
+    from PIL import Image
+
+    from corpus_index.explanation import compute_factors, resolve_schedule
+
+    model = bigram_network()
+    crop = (demo_page[1][0, 0].clamp(0, 1) * 255).byte().numpy()
+    image = Image.fromarray(255 - crop).convert("RGB")  # ink dark on paper, as a scan
+    calls = []
+    compute_factors(model, image, resolve_schedule(model, None), 8, progress=lambda *call: calls.append(call))
+    assert calls and calls[-1][0] == calls[-1][1] > 0 and all(message for _, _, message in calls)
+
+
+def test_cache_factors_reports_batches_within_each_page(demo_page, tmp_path):
+    from PIL import Image
+
+    from corpus_index.explanation import cache_factors
+    from corpus_index.storage.factor_cache import FactorCache
+
+    model = bigram_network()
+    crop = (demo_page[1][0, 0].clamp(0, 1) * 255).byte().numpy()
+    image = Image.fromarray(255 - crop).convert("RGB")
+    calls = []
+    report = cache_factors(FactorCache(tmp_path), model, "bigram", [(1, "a.png", None), (2, "b.png", None)],
+                           lambda path, region: image, pool=8, progress=lambda *call: calls.append(call))
+    assert report.computed == 2
+    items = [done for done, _, _ in calls]
+    assert items == sorted(items) and items[-1] == 2 and all(total == 2 for _, total, _ in calls)
+    within = [message for done, _, message in calls if "batches" in message]
+    assert any(message.startswith("BiLRP factors bigram: 1 (") for message in within)
+    assert any(message.startswith("BiLRP factors bigram: 2 (") for message in within)

@@ -21,7 +21,8 @@ Each file holds the factors in one of two layouts, whichever is smaller (:func:`
   entry, ascending within a dimension) and ``values`` (float32, the entries themselves, unrounded). The bigram
   network's factors are over 99 % zeros: a demo table page's file shrinks ~115-fold, a woodcut page's far more
   (``benchmarks/bench_factor_size.py``), and loading gives the dense array bit for bit (a -0.0 comes back as
-  0.0), so Σ of an explanation is unchanged.
+  0.0), so Σ of an explanation is unchanged. ``load(..., sparse=True)`` hands the layout out as
+  :class:`~bilrp_core.sparse_pair.SparseFactors` without densifying it (explanations multiply it sparse).
 
 Either layout is followed by a trailer line ``#corpus-index content:<tag>`` naming the
 content tag of the item it was computed from (:func:`corpus_index.storage.integrity.content_tag`; numpy ignores bytes
@@ -42,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 
+from bilrp_core.sparse_pair import SparseFactors
 from corpus_index.storage.atomic import atomic_write
 from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, set_aside_file
 from corpus_index.storage.layout import Layout
@@ -100,8 +103,8 @@ def encode_factors(array: np.ndarray) -> dict[str, np.ndarray] | None:
             "cells": cells.astype(index_type), "values": flat[row_index, cells].astype(np.float32)}
 
 
-def decode_factors(shape, indptr, cells, values) -> np.ndarray:
-    """The dense float32 array of a sparse layout (:func:`encode_factors`); ValueError if it is inconsistent."""
+def _checked_layout(shape, indptr, cells, values) -> tuple[tuple[int, ...], int, np.ndarray]:
+    """(dense shape, cells per dimension, indptr as int64) of a sparse layout; ValueError if it is inconsistent."""
     shape = tuple(int(v) for v in shape)
     if len(shape) < 2 or min(shape) < 0:
         raise ValueError(f"bad sparse shape {shape}")
@@ -112,9 +115,29 @@ def decode_factors(shape, indptr, cells, values) -> np.ndarray:
         raise ValueError("inconsistent sparse index")
     if len(cells) and int(cells.max()) >= cells_per_row:
         raise ValueError("sparse cell index out of range")
+    return shape, cells_per_row, indptr
+
+
+def decode_factors(shape, indptr, cells, values) -> np.ndarray:
+    """The dense float32 array of a sparse layout (:func:`encode_factors`); ValueError if it is inconsistent."""
+    shape, cells_per_row, indptr = _checked_layout(shape, indptr, cells, values)
+    rows = shape[0]
     dense = np.zeros((rows, cells_per_row), dtype=np.float32)
     dense[np.repeat(np.arange(rows), np.diff(indptr)), cells.astype(np.int64)] = values
     return dense.reshape(shape)
+
+
+def sparse_factors(shape, indptr, cells, values) -> SparseFactors:
+    """The sparse layout as :class:`~bilrp_core.sparse_pair.SparseFactors` (CSR h x cells), without densifying.
+
+    Only factors (h, H, W) have a patch grid; ValueError for other shapes or an inconsistent layout.
+    """
+    shape, cells_per_row, indptr = _checked_layout(shape, indptr, cells, values)
+    if len(shape) != 3:
+        raise ValueError(f"sparse factors must have 3 dimensions (h, H, W); got shape {shape}")
+    matrix = scipy.sparse.csr_matrix((np.asarray(values, dtype=np.float32), cells.astype(np.int64), indptr),
+                                     shape=(shape[0], cells_per_row))
+    return SparseFactors(matrix, shape[1:])
 
 
 def _npy_part(handle, data: bool) -> np.ndarray | None:
@@ -179,15 +202,20 @@ class FactorCache:
         """Where the factors of ``item_id`` live (``<id>.npy``; ``<id>-t<transform>.npy`` for rotation-max)."""
         return self.folder(model_key, schedule, pool) / Layout.factor_name(item_id, transform)
 
-    def read(self, path: Path, model_key: str, data: bool = True) -> tuple[np.ndarray | None, str | None]:
-        """(factors or None when ``data`` is False, content tag or None) of one file; damage -> DamagedFileError."""
+    def read(self, path: Path, model_key: str, data: bool = True,
+             sparse: bool = False) -> tuple[np.ndarray | SparseFactors | None, str | None]:
+        """(factors or None when ``data`` is False, content tag or None) of one file; damage -> DamagedFileError.
+
+        With ``sparse``, a file in the sparse layout gives :class:`~bilrp_core.sparse_pair.SparseFactors` (never
+        densified); a dense file gives its array either way.
+        """
         try:
             with open(path, "rb") as handle:
                 if handle.read(len(_SPARSE_MAGIC)) == _SPARSE_MAGIC:
                     parts = [_npy_part(handle, data or name == "shape")
                              for name in ("shape", "indptr", "cells", "values")]
                     rest = handle.read(4096)
-                    array = decode_factors(*parts) if data else None
+                    array = None if not data else sparse_factors(*parts) if sparse else decode_factors(*parts)
                 else:
                     handle.seek(0)
                     array = _npy_part(handle, data)
@@ -202,8 +230,12 @@ class FactorCache:
         return array, tag
 
     def load(self, model_key: str, schedule: dict, pool, item_id: int, transform: int | None = None,
-             tag: str | None = None) -> np.ndarray | None:
+             tag: str | None = None, sparse: bool = False) -> np.ndarray | SparseFactors | None:
         """Cached factors, or None when never computed or (given ``tag``) computed from other content.
+
+        Dense (h, H/p, W/p) float32 by default; with ``sparse``, files stored sparse come as
+        :class:`~bilrp_core.sparse_pair.SparseFactors` (CSR, what a sparse pair is computed from) and dense files
+        as arrays.
 
         Raises
         ------
@@ -211,7 +243,8 @@ class FactorCache:
             If the file is truncated or not an array (a build repairs it).
         """
         try:
-            array, stored = self.read(self.path(model_key, schedule, pool, item_id, transform), model_key)
+            array, stored = self.read(self.path(model_key, schedule, pool, item_id, transform), model_key,
+                                      sparse=sparse)
         except FileNotFoundError:
             return None
         if tag is not None and stored != tag:
