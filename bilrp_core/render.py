@@ -1,10 +1,10 @@
-"""Pictures and tables of BiLRP explanations: curves between matched patches, heatmaps, top pairs, annotations.
+"""Pictures and tables of BiLRP explanations: curves between matched patches, heatmaps, top pairs.
 
 A pair matrix R (H1, W1, H2, W2) gives the relevance of every pair of patches of two images (its sum is the
 explained similarity). Following the paper's figures (Sec. 5.1), :func:`draw_pair` shows the two images side by
 side and joins the centres of the strongest patch pairs with curves, red for positive and blue for negative
 relevance, opacity growing with |R| / max |R|. :func:`heatmap` draws one image's marginal; :func:`top_pairs`
-lists the strongest pairs with pixel boxes; :func:`web_annotation` turns them into a citable W3C Web Annotation.
+lists the strongest pairs with pixel boxes (:mod:`bilrp_core.annotation` turns them into W3C Web Annotations).
 
 Drawing uses PIL only (no pyplot state), so it is safe from several threads at once (e.g. Streamlit sessions).
 """
@@ -18,10 +18,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from .annotation import web_annotation
+from .sparse_pair import SparsePair
 
-__all__ = ["BLUE", "RED", "PairStyle", "draw_pair", "heatmap", "marginal", "select_pairs", "top_pairs",
-           "web_annotation"]
+__all__ = ["BLUE", "RED", "PairStyle", "draw_pair", "heatmap", "marginal", "select_pairs", "top_pairs"]
 
 RED = (220, 20, 20)
 BLUE = (20, 70, 230)
@@ -36,7 +35,10 @@ def _as_numpy(array) -> np.ndarray:
     return np.asarray(array, dtype=np.float64)
 
 
-def _check_pair_matrix(pair_matrix) -> np.ndarray:
+def _check_pair_matrix(pair_matrix):
+    """A pair as drawn and tabulated: a :class:`SparsePair` as it is (never densified), else a 4-d numpy array."""
+    if isinstance(pair_matrix, SparsePair):
+        return pair_matrix  # checked for NaN when it was built
     pair = _as_numpy(pair_matrix)
     if pair.ndim != 4:
         raise ValueError(f"pair_matrix must have 4 dimensions (H1, W1, H2, W2); got shape {pair.shape}")
@@ -50,8 +52,9 @@ def select_pairs(pair_matrix, top=None, threshold=None, sign="both"):
 
     Parameters
     ----------
-    pair_matrix : array (H1, W1, H2, W2)
-        BiLRP relevance of every patch pair (numpy array or torch tensor).
+    pair_matrix : array (H1, W1, H2, W2) or SparsePair
+        BiLRP relevance of every patch pair (numpy array, torch tensor, or a
+        :class:`~bilrp_core.sparse_pair.SparsePair`, ranked over its stored entries only).
     top : int, optional
         Keep at most this many pairs.
     threshold : float, optional
@@ -75,17 +78,32 @@ def select_pairs(pair_matrix, top=None, threshold=None, sign="both"):
         raise ValueError(f"top must be a whole number ≥ 0, got {top!r}")
     if threshold is not None and not 0 <= threshold <= 1:
         raise ValueError(f"threshold must be a fraction in [0, 1], got {threshold!r}")
-    flat = pair.reshape(-1)
-    strength = {"both": np.abs(flat), "positive": np.where(flat > 0, flat, 0.0),
-                "negative": np.where(flat < 0, -flat, 0.0)}[sign]
+    # Zero pairs are never kept, so a sparse pair's stored entries (in ascending flat order, as the dense
+    # array's) rank exactly as the whole dense matrix would, ties included.
+    if isinstance(pair, SparsePair):
+        places, flat = pair.entries()
+        flat = flat.astype(np.float64)
+    else:
+        places, flat = None, pair.reshape(-1)
+    if sign == "both":
+        strength = np.abs(flat)
+    else:
+        strength = np.where(flat > 0, flat, 0.0) if sign == "positive" else np.where(flat < 0, -flat, 0.0)
     scale = float(strength.max(initial=0.0))
     candidates = np.flatnonzero(strength > 0)
     if threshold is not None:
         candidates = candidates[strength[candidates] >= threshold * scale]
+    if top is not None and 0 < int(top) < len(candidates):
+        # Only pairs at least as strong as the top-th can be kept (ties included, so the stable sort below still
+        # decides between equals as a sort of all candidates would): a partition, not a sort of every pair.
+        values = strength[candidates]
+        kth = np.partition(values, len(values) - int(top))[len(values) - int(top)]
+        candidates = candidates[values >= kth]
     order = candidates[np.argsort(-strength[candidates], kind="stable")]
     if top is not None:
         order = order[: int(top)]
-    indices = np.stack(np.unravel_index(order, pair.shape), axis=1) if len(order) else np.zeros((0, 4), int)
+    cells = order if places is None else places[order]
+    indices = np.stack(np.unravel_index(cells, pair.shape), axis=1) if len(order) else np.zeros((0, 4), int)
     return indices.astype(int), flat[order], scale
 
 
@@ -152,8 +170,8 @@ def draw_pair(image1, image2, pair_matrix, top=None, threshold=None, sign="both"
     ----------
     image1, image2 : PIL.Image
         The two images (e.g. as the model saw them); each patch grid is spread evenly over its image.
-    pair_matrix : array (H1, W1, H2, W2)
-        BiLRP pair explanation (numpy or torch).
+    pair_matrix : array (H1, W1, H2, W2) or SparsePair
+        BiLRP pair explanation (numpy, torch, or sparse: only its stored entries are ranked).
     top : int, optional
         Draw at most this many pairs (default: 30 when no threshold is given).
     threshold : float, optional
@@ -221,8 +239,9 @@ def marginal(factors_or_matrix, axis=0, weights=None) -> np.ndarray:
 
     Parameters
     ----------
-    factors_or_matrix : array
-        (H1, W1, H2, W2) pair matrix: the marginal of image ``axis`` (summed over the other image's patches);
+    factors_or_matrix : array or SparsePair
+        (H1, W1, H2, W2) pair matrix (dense or :class:`~bilrp_core.sparse_pair.SparsePair`): the marginal of image
+        ``axis`` (summed over the other image's patches);
         (h, H, W) factors R_m(x): Σ_m weights_m R_m(x) (default weights: Σ R_m(x), i.e. φ_m(x), which explains
         the self-similarity ‖φ(x)‖²; pass φ(x') to get the marginal of the pair (x, x')); (H, W): used as is.
     axis : {0, 1}
@@ -230,6 +249,8 @@ def marginal(factors_or_matrix, axis=0, weights=None) -> np.ndarray:
     weights : array (h,), optional
         Per-dimension weights for factors.
     """
+    if isinstance(factors_or_matrix, SparsePair):
+        return factors_or_matrix.marginal(axis)
     array = _as_numpy(factors_or_matrix)
     if array.ndim == 4:
         if axis not in (0, 1):
@@ -296,7 +317,7 @@ def top_pairs(pair_matrix, pool=8, n=20, sign="both", threshold=None, input_size
 
     Parameters
     ----------
-    pair_matrix : array (H1, W1, H2, W2)
+    pair_matrix : array (H1, W1, H2, W2) or SparsePair
     pool : int or (int, int)
         Patch size in model-input pixels (the pooling BiLRP used).
     n : int

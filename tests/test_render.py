@@ -1,6 +1,5 @@
 """Rendering of explanations (curves, heatmaps, top pairs, Web Annotations) and the invariance measure."""
 
-import json
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import torch
 from PIL import Image
 
 from bilrp_core.invariance import invariance, local_band_mask, local_pairs, similarity_matrix
-from bilrp_core.render import PairStyle, draw_pair, heatmap, marginal, select_pairs, top_pairs, web_annotation
+from bilrp_core.render import PairStyle, draw_pair, heatmap, marginal, select_pairs, top_pairs
 
 SIZE, GRID, GAP, BEND = 64, 4, 16, 0.25
 STYLE = PairStyle(gap=GAP, bend=BEND)
@@ -129,33 +128,6 @@ def test_top_pairs_ranks_and_boxes():
     assert (first.orig1_x0, first.orig1_y0, first.orig1_x1, first.orig1_y1) == (32, 32, 48, 64)
     assert list(top_pairs(pair, pool=8, n=5, sign="positive")["relevance"]) == [3.0, 1.0]
     assert list(top_pairs(pair, pool=8, n=5, sign="negative")["relevance"]) == [-2.0]
-
-
-def test_web_annotation_round_trips_with_required_fields():
-    pair = np.zeros((GRID, GRID, GRID, GRID))
-    pair[1, 2, 3, 0] = 3.0
-    pair[0, 0, 0, 1] = 1.0
-    table = top_pairs(pair, pool=8, n=2, original_sizes=((64, 128), (32, 32)))
-    annotation = web_annotation("https://example.org/iiif/a/full/max/0/default.jpg", "/data/scans/b.png", table,
-                                model_key="vgg16-L17-h100-seed0", gamma={2: 0.5, 12: 0.25}, score=4.1,
-                                total=4.0, pool=8, sizes=((64, 128), (32, 32)), labels=("a", "b"))
-    loaded = json.loads(json.dumps(annotation))
-    assert loaded == annotation
-    assert loaded["@context"][-1] == "http://www.w3.org/ns/anno.jsonld"
-    assert loaded["type"] == "Annotation" and loaded["motivation"] == "linking"
-    target = loaded["target"][0]
-    assert target["source"]["id"].startswith("https://example.org/iiif/a")
-    assert target["selector"] == {"type": "FragmentSelector", "conformsTo": "http://www.w3.org/TR/media-frags/",
-                                  "value": "xywh=32,32,16,32"}
-    bodies = [b for b in loaded["body"] if b["type"] == "SpecificResource"]
-    assert bodies[0]["source"]["id"] == "file:///data/scans/b.png"
-    assert bodies[0]["selector"]["value"] == "xywh=0,24,8,8"
-    explanation = loaded["explanation"]
-    assert explanation["model_key"] == "vgg16-L17-h100-seed0" and explanation["gamma"] == {"2": 0.5, "12": 0.25}
-    assert explanation["score"] == 4.1 and explanation["pixels"] == "original scan pixels"
-    assert explanation["pairs"][0]["target"] == target["id"] and explanation["pairs"][0]["relevance"] == 3.0
-    with pytest.raises(ValueError, match="empty"):
-        web_annotation("a", "b", table.iloc[:0], "m", None, 1.0)
 
 
 def test_invariance_ratio_and_band():
