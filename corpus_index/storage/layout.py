@@ -11,6 +11,7 @@
                                                 ROOT/indexes/.<key>.<kind>.lock
     ROOT/factors/<key>/<γ-hash>-p<pool>/<id>[-t<τ>].npy   cached BiLRP factors (+ spec.json per folder)
     ROOT/stamps/<key>.json                      the model version the key's stored data came from
+    ROOT/editions/<key>-<all|kind-K>.npz        cached k-nearest-neighbour graph (:mod:`corpus_index.editions`)
     ROOT/replaced/<key>-<UTC time>/             stored data set aside (nothing is deleted)
     ROOT/demo-source/                           the generated demo corpus (images/, metadata.csv)
 
@@ -137,6 +138,10 @@ class Layout:
     def stamp(self, key: str) -> Path:
         """The version stamp of the stored data of ``key``."""
         return self.root / "stamps" / f"{key}.json"
+
+    def editions_graph(self, key: str, name: str) -> Path:
+        """The cached k-nearest-neighbour graph of ``key`` over the items ``name`` stands for (a kind, or all)."""
+        return self.root / "editions" / f"{key}-{name}.npz"
 
     def stored_paths(self, key: str) -> list[Path]:
         """Everything stored for ``key`` that exists: feature batches, index files (with sidecars), factors."""
