@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from corpus_index import cli_editions, cli_verdicts
 from corpus_index.cli_args import check_destination, count_arg, gamma_arg, item_id_arg, year_arg
 from corpus_index.errors import user_errors
 from corpus_index.filters import FILTER_HELP, FILTERS, YEAR_FILTERS
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_query(sub)
     _add_explain(sub)
     _add_export(sub)
+    cli_editions.add_parsers(sub)
+    cli_verdicts.add_parsers(sub)
     sub.add_parser("info", help="items, books and built models of the corpus")
     return parser
 
@@ -80,6 +83,10 @@ def _add_ingest(sub) -> None:
                         help="let IIIF fetches reach local/private addresses (a local image server)")
     ingest.add_argument("--fetch-timeout", type=float, default=30.0, help="seconds per IIIF fetch (default 30)")
     ingest.add_argument("--max-image-mb", type=float, default=50.0, help="largest IIIF image response in MB")
+    ingest.add_argument("--update", action="store_true",
+                        help="also update the metadata of items already in the corpus from --csv (matched by hash, "
+                             "path or file name; every change is logged); without FOLDER only update")
+    ingest.add_argument("--editor", help="name stored with the changes of --update (default: csv:<file name>)")
 
 
 def _add_build(sub) -> None:
@@ -163,6 +170,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_ingest(args) -> int:
+    if args.update and (not args.csv or args.iiif):
+        raise UsageError("--update needs --csv FILE (the metadata to apply) and works with scans, not --iiif")
+    if args.update and not args.folder:  # only update: the corpus must exist, nothing is added
+        print(_open(args).update_metadata(args.csv, args.editor).summary())
+        return 0
     if bool(args.folder) == bool(args.iiif):
         raise UsageError("ingest needs a FOLDER or --iiif MANIFEST (not both)")
     if args.folder:  # a bad folder or metadata CSV is refused before a store is created for it
@@ -178,6 +190,8 @@ def cmd_ingest(args) -> int:
             _discard_new_store(corpus)
         raise
     print(report.summary())
+    if args.update:  # after the ingest: its new items got the CSV's metadata already, the others get it now
+        print(corpus.update_metadata(args.csv, args.editor).summary())
     if created and not report.added:  # e.g. a manifest that could not be read: no empty corpus is left behind
         _discard_new_store(corpus)
         reason = report.skipped[0][1] if report.skipped else "no scans found"
@@ -228,13 +242,19 @@ def cmd_build(args) -> int:
 
 
 def cmd_query(args) -> int:
+    from corpus_index.filters import split_values
+    from corpus_index.score_context import untrained_note, with_untrained_mark
+
     check_destination(args.csv, "--csv", "neighbours.csv")
     corpus = _open(args)
     if args.image and not Path(args.image).is_file():
         raise FileNotFoundError(f"query image {args.image} not found")
     frame = corpus.search(args.model, item_id=args.item, image=args.image, k=args.k,
-                          exclude_same_book=args.exclude_same_book, index=args.index, **_filters(args))
+                          exclude_same_book=args.exclude_same_book, index=args.index, **split_values(_filters(args)))
     _print_frame(frame, ["rank", "id", "score", "kind", "book", "year", "place", "printer", "page", "title"])
+    if untrained_note(args.model):  # on stderr like the note below (stdout stays the table); the CSV carries it too
+        print(f"warning: {untrained_note(args.model)}", file=sys.stderr)
+    frame = with_untrained_mark(frame, args.model)
     if not frame.attrs.get("exact", True):
         print("note: approximate index; neighbours may be missed", file=sys.stderr)
     if args.csv:
@@ -250,23 +270,31 @@ def cmd_explain(args) -> int:
     title = (f"{explanation.model_key}: items {args.id1} and {args.id2}, y = {explanation.score:.4g}, "
              f"sum of explanation = {explanation.total:.4g}")
     from bilrp_core.render import PairStyle
+    from corpus_index.figure import mark_table, stamp_untrained
+    from corpus_index.models import UNTRAINED_MARK, is_untrained
 
+    untrained = is_untrained(explanation.model_key)  # random weights: every output says so
     picture = explanation.draw(top=args.pairs, style=PairStyle(height=max(256, explanation.image1.height)))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    picture.save(args.out, format="PNG")
-    print(title)
+    (stamp_untrained(picture) if untrained else picture).save(args.out, format="PNG")
+    print(title + (f" [{UNTRAINED_MARK}]" if untrained else ""))
     print(f"wrote {args.out}")
     if args.csv:  # boxes on the model input and on the scans (a region item's on its page), as the explorer's
-        _write_csv(explanation.table(n=args.pairs), args.csv)
+        _write_csv(mark_table(explanation.table(n=args.pairs), untrained), args.csv)
     return 0
 
 
 def cmd_export(args) -> int:
+    from corpus_index.filters import split_values
+    from corpus_index.score_context import untrained_note, with_untrained_mark
+
     check_destination(args.csv, "--csv", "neighbours.csv")
     corpus = _open(args)
     table = corpus.export(args.model, item_ids=args.items, k=args.k, exclude_same_book=args.exclude_same_book,
-                          index=args.index, progress=ProgressPrinter(), **_filters(args))
-    _write_csv(table, args.csv)
+                          index=args.index, progress=ProgressPrinter(), **split_values(_filters(args)))
+    if untrained_note(args.model):  # on stderr: with --csv - the CSV is the whole of stdout
+        print(f"warning: {untrained_note(args.model)}", file=sys.stderr)
+    _write_csv(with_untrained_mark(table, args.model), args.csv)
     return 0
 
 
@@ -295,7 +323,8 @@ class UsageError(Exception):
 
 
 COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "build": cmd_build, "query": cmd_query,
-            "explain": cmd_explain, "export": cmd_export, "info": cmd_info}
+            "explain": cmd_explain, "export": cmd_export, "info": cmd_info, **cli_editions.COMMANDS,
+            **cli_verdicts.COMMANDS}
 
 
 def main(argv: list[str] | None = None) -> int:

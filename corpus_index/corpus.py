@@ -305,10 +305,11 @@ class Corpus:
 
     # -- explanations -------------------------------------------------------------------------------------------
     def factors(self, model_key: str, item_id: int | None = None, image=None, gamma=None, pool=8,
-                transform: int | None = None) -> np.ndarray:
+                transform: int | None = None, progress: Progress | None = None) -> np.ndarray:
         """BiLRP factors R(x) (h, H/p, W/p) of an item (cached) or of an image (computed, not cached).
 
-        ``transform`` picks a flip/rotation of rotation-max models (default: the identity).
+        ``transform`` picks a flip/rotation of rotation-max models (default: the identity); ``progress`` hears of
+        the backward's batches while the factors are computed.
         """
         key = canonical_key(model_key)
         model = load_model(key)
@@ -318,9 +319,10 @@ class Corpus:
             self.item(item_id)
             self._check_current(key)
             return ex.cached_factors(self.factor_cache, model, key, int(item_id), lambda: self.image(item_id),
-                                     gamma, pool, transform, tag=self._tag(item_id))[0]
+                                     gamma, pool, transform, tag=self._tag(item_id), progress=progress)[0]
         transform = ex.check_transform(model, transform)
-        return ex.compute_factors(model, _as_image(image), ex.resolve_schedule(model, gamma), pool, transform)
+        return ex.compute_factors(model, _as_image(image), ex.resolve_schedule(model, gamma), pool, transform,
+                                  progress)
 
     def explain(self, model_key: str, id1: int, id2: int, gamma=None, pool=8) -> ex.Explanation:
         """BiLRP explanation of the similarity of two items, from cached factors (computed on first use).
@@ -356,6 +358,35 @@ class Corpus:
             phi = None
         return ex.PairSide(image=self.image(item_id), item_id=item_id, phi=phi, tag=self._tag(item_id),
                            offset=(0, 0) if region is None else (int(region[0]), int(region[1])))
+
+    # -- metadata after ingest ----------------------------------------------------------------------------------
+    def ingest_uploads(self, folder, metadata_csv=None, progress: Progress | None = None):
+        """Ingest scans uploaded in the explorer: as :meth:`ingest_folder`, but files without a CSV row get no
+        made-up book or page (their upload folder is no book; see ``derive_metadata`` of
+        :func:`corpus_index.ingest.folder.ingest_folder`)."""
+        from corpus_index.ingest.folder import ingest_folder
+
+        return ingest_folder(self.store, folder, metadata_csv=metadata_csv, progress=progress, derive_metadata=False)
+
+    def edit_item(self, item_id: int, changes: dict[str, Any], editor: str):
+        """Correct an item's metadata, logging each changed field (:func:`corpus_index.metadata_edit.edit_item`)."""
+        from corpus_index.metadata_edit import edit_item
+
+        self.item(item_id)  # unknown id -> ItemNotFoundError
+        return edit_item(self.store, int(item_id), changes, editor)
+
+    def edit_log(self, item_id: int | None = None) -> pd.DataFrame:
+        """The logged metadata edits of an item (default: all), oldest first."""
+        from corpus_index.metadata_edit import edit_log
+
+        return edit_log(self.store, item_id)
+
+    def update_metadata(self, csv_path, editor: str | None = None):
+        """Update items already in the corpus from a metadata CSV (:func:`corpus_index.ingest.update.update_from_csv`);
+        returns its UpdateReport."""
+        from corpus_index.ingest.update import update_from_csv
+
+        return update_from_csv(self.store, csv_path, editor)
 
 
 def _as_image(image) -> Image.Image:

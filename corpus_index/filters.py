@@ -4,7 +4,12 @@ and the explorer's widgets all read them from here.
 A filter is a keyword of :meth:`corpus_index.storage.store.Store.query_items` and everything built on it
 (:meth:`~corpus_index.corpus.Corpus.search`, ``export``, ``count``). Equality filters compare an item's or its
 book's field; a list value means "any of these". The year filters bound the book's year (items of unknown year
-are left out of any range).
+are left out of any range). ``text`` searches the words of the title, author, printer, place and label (the scan's
+file name for uploads): every word must occur in one of them (case-insensitive for
+unaccented letters, as SQLite's ``LIKE``).
+
+On the command line several values of an equality filter are separated by commas (``--kind table,diagram``):
+:func:`split_values` turns them into lists.
 """
 
 from __future__ import annotations
@@ -19,8 +24,12 @@ EQUALITY_FILTERS = {"kind": "i.kind", "group": 'i."group"', "book": "i.book", "p
                     "printer": "b.printer"}
 #: Year filters: name -> comparison of the book's year with the value.
 YEAR_FILTERS = {"year_min": ">=", "year_max": "<="}
+#: The text search filter (every word in one of :data:`TEXT_FIELDS`).
+TEXT_FILTER = "text"
 #: Every filter, in the order they are listed to users.
-FILTERS = ("kind", "book", "year_min", "year_max", "place", "printer", "group")
+FILTERS = ("kind", "book", "year_min", "year_max", "place", "printer", "group", TEXT_FILTER)
+#: The fields the ``text`` filter searches.
+TEXT_FIELDS = ("b.title", "b.author", "b.printer", "b.place", "i.label")
 #: The equality filters a browsing user picks from the corpus's values (``group`` names the copies of one table:
 #: shown with an item, not offered as a list to browse by).
 BROWSE_FILTERS = ("kind", "book", "place", "printer")
@@ -33,7 +42,29 @@ FILTER_HELP = {
     "place": "only books printed at this place",
     "printer": "only books by this printer",
     "group": "only items of this group (e.g. the copies of one table)",
+    "text": "only items whose title, author, printer, place or file name contain every word of this text",
 }
+
+
+def split_values(filters: dict[str, Any]) -> dict[str, Any]:
+    """Command line filters with comma-separated values of equality filters as lists (``"a, b"`` -> ``["a",
+    "b"]``); one value stays a string, and other filters are returned unchanged."""
+    split = dict(filters)
+    for name in EQUALITY_FILTERS:
+        value = split.get(name)
+        if isinstance(value, str) and "," in value:
+            split[name] = [part.strip() for part in value.split(",") if part.strip()]
+    return split
+
+
+def _text_clauses(text: str) -> tuple[list[str], list[Any]]:
+    """One clause per word of ``text``: the word occurs (case-insensitively) in one of :data:`TEXT_FIELDS`."""
+    clauses, params = [], []
+    for word in str(text).split():
+        pattern = "%" + word.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        clauses.append("(" + " OR ".join(f"LOWER({f}) LIKE ? ESCAPE '\\'" for f in TEXT_FIELDS) + ")")
+        params += [pattern] * len(TEXT_FIELDS)
+    return clauses, params
 
 
 def check_filters(filters: dict[str, Any], allowed: tuple[str, ...] = FILTERS, where: str = "") -> None:
@@ -84,6 +115,10 @@ def where_clause(ids=None, **filters: Any) -> tuple[str, list[Any]]:
         # A year range excludes items whose year is unknown (NULL compares as unknown, never true).
         clauses.append(f"b.year IS NOT NULL AND b.year {op} ?")
         params.append(year)
+    if filters.get(TEXT_FILTER) is not None:
+        words, values = _text_clauses(filters[TEXT_FILTER])
+        clauses += words
+        params += values
     if ids is not None:
         clauses.append("i.id IN (SELECT value FROM json_each(?))")
         params.append(json.dumps([int(i) for i in ids]))

@@ -9,11 +9,13 @@ leaves missing ones out. Plain Python and pandas, no Streamlit: testable on its 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any
 
 import pandas as pd
 
 NO_METADATA = "no metadata"
+SHORT_TITLE = 40  # characters of a title in gallery captions and filter options
 
 
 def field(row: Any, name: str) -> Any:
@@ -39,33 +41,67 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _file_name(get: dict) -> str | None:
+    """``clavius.png, 1200×900 px``: how an item without a title is named (its scan's file name and size)."""
+    name = PurePath(str(get["path"])).name if get["path"] else None
+    size = f"{int(get['width'])}×{int(get['height'])} px" if get["width"] and get["height"] else None
+    return ", ".join(t for t in (name, size) if t) or None
+
+
+def _shortened(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1].rstrip() + "…"
+
+
 def item_caption(row: Any, short: bool = False) -> str:
     """One line naming an item: ``#12 · Title · Venice 1550 · Giunta · p. 3 · table``; missing fields left out.
+
+    An item without a title is named by its scan's file name and size (``#12 · clavius.png, 1200×900 px``)
+    and, if it has one, its book id (``book scans``): a scan added without metadata reads as the file the
+    historian uploaded, never as an id.
 
     Parameters
     ----------
     row : dict, pandas Series or named tuple
-        The item's metadata (``id``, ``title``, ``book``, ``place``, ``year``, ``printer``, ``page``, ``kind``).
+        The item's metadata (``id``, ``title``, ``book``, ``place``, ``year``, ``printer``, ``page``, ``kind``,
+        ``path``, ``width``, ``height``).
     short : bool
-        Gallery form: ``#12 · b03 1550 · p. 3 · table`` (book instead of title, no place or printer).
+        Gallery form: ``#12 · Title (shortened) 1550 · p. 3 · table`` (no place or printer).
 
     Returns
     -------
     str
-        The caption; an item without any metadata reads ``#12 · no metadata``.
+        The caption; an item without any metadata, not even a file, reads ``#12 · no metadata``.
     """
-    get = {name: field(row, name) for name in ("id", "title", "book", "place", "year", "printer", "page", "kind")}
+    names = ("id", "title", "book", "place", "year", "printer", "page", "kind", "path", "width", "height")
+    get = {name: field(row, name) for name in names}
     text = {name: None if value is None else _text(value) for name, value in get.items()}
+    if text["title"]:
+        name = _shortened(text["title"], SHORT_TITLE) if short else text["title"]
+        book = None
+    else:
+        name = _file_name(get)
+        book = f"book {text['book']}" if text["book"] else None
     if short:
-        where = " ".join(t for t in (text["book"], text["year"]) if t)
-        parts = [where]
+        parts = [" ".join(t for t in (name, text["year"]) if t), book]
     else:
         where = " ".join(t for t in (text["place"], text["year"]) if t)
-        parts = [text["title"] or text["book"], where, text["printer"]]
+        parts = [name, book, where, text["printer"]]
     parts += [f"p. {text['page']}" if text["page"] else None, text["kind"]]
     shown = [p for p in parts if p]
     head = f"#{text['id']}" if text["id"] else ""
     return " · ".join(p for p in (head, *(shown or [NO_METADATA])) if p)
 
 
-__all__ = ["NO_METADATA", "field", "item_caption"]
+def book_option(book: str, books: pd.DataFrame | None) -> str:
+    """A book id as a filter option: ``b03 — Sphaera mundi (1550)`` when the corpus knows its title."""
+    if books is None or book not in set(books["book"]):
+        return str(book)
+    row = books.set_index("book").loc[book]
+    title = field(row, "title")
+    year = field(row, "year")
+    details = " ".join(t for t in (_shortened(str(title), SHORT_TITLE) if title else None,
+                                   f"({_text(year)})" if year is not None else None) if t)
+    return f"{book} — {details}" if details else str(book)
+
+
+__all__ = ["NO_METADATA", "book_option", "field", "item_caption"]

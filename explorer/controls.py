@@ -1,7 +1,13 @@
 """Widgets several pages share: the model chooser, the γ controls and the metadata filters.
 
 Each is seeded from the deep link (:mod:`explorer.links`) and returns plain values (a model key, a γ, a dict
-of filters); the pages decide what to do with them.
+of filters); the pages decide what to do with them. The filters are bound to the URL by Streamlit
+(``bind="query-params"``, the widget key as parameter: ``?nb_kind=table&nb_kind=diagram&nb_text=clavius``), so a
+link restores them.
+
+Which model is offered first follows the query's kind when the link names none (:func:`model_for_kind`): the
+bigram network for tables (it compares the digits), VGG-16 for illustrations — with ImageNet weights when they
+are installed, else the untrained network, whose output carries :data:`corpus_index.models.UNTRAINED_MARK`.
 """
 
 from __future__ import annotations
@@ -12,11 +18,13 @@ from corpus_index.filters import BROWSE_FILTERS
 from corpus_index.model_families import FAMILIES
 from corpus_index.models import parse_model_key
 from explorer import config, data, links
+from explorer.captions import book_option
 from explorer.choices import (
     PROJ_DIMS,
     blocks_for,
     chosen,
     compose,
+    imagenet_available,
     imagenet_help,
     schedule_from_blocks,
     sized_base,
@@ -27,6 +35,20 @@ from explorer.choices import (
 from explorer.progress import progress_bar
 
 GAMMA_MODES = {"default": "Paper's per-block schedule", "global": "One global γ", "blocks": "Per-block sliders"}
+#: Kinds of items that are pictures: VGG-16 compares their shapes (tables go to the bigram network).
+PICTURE_KINDS = ("illustration", "woodcut", "diagram", "title page")
+FILTER_LABELS = {"kind": "Kind", "book": "Book", "place": "Place", "printer": "Printer"}
+
+
+def model_for_kind(kind: str | None) -> str:
+    """The model offered first for an item of ``kind``: ``bigram`` for tables; for pictures VGG-16 with ImageNet
+    weights when installed, else the configured (untrained) VGG-16; the configured default for anything else."""
+    default = config.default_model()
+    if kind == "table":
+        return "bigram"
+    if kind in PICTURE_KINDS and imagenet_available():
+        return compose("vgg16in", sized_base(default, *config.demo_models()))
+    return default
 
 
 def family_option(prefix: str) -> str:
@@ -34,13 +56,26 @@ def family_option(prefix: str) -> str:
     return FAMILIES[prefix].option + (" — weights not installed" if weights_missing(prefix) else "")
 
 
+def item_kind(item_id: int | None) -> str | None:
+    """The kind of a linked query item, or None (no item, no kind, or an id the corpus does not hold: the page
+    reports that itself)."""
+    from corpus_index.errors import ItemNotFoundError
+
+    if item_id is None:
+        return None
+    try:
+        return data.item(item_id).get("kind")
+    except ItemNotFoundError:
+        return None
+
+
 def model_picker(prefix: str, link_model: str | None, label: str = "Model", with_h: bool = False,
-                 container=None, param: str | None = "model") -> str | None:
+                 container=None, param: str | None = "model", kind: str | None = None) -> str | None:
     """The model chooser: a family of the registry (:data:`corpus_index.model_families.FAMILIES`), its layer and
     switches (e.g. the bigram network's aligned routing), rotation/flip-max, and h.
 
     ``link_model`` is the starting model; it comes from the query parameter ``param`` (None: not from the
-    link, e.g. a fixed default).
+    link, e.g. a fixed default). Without one, the model of :func:`model_for_kind` for the query's ``kind``.
 
     Returns
     -------
@@ -48,7 +83,7 @@ def model_picker(prefix: str, link_model: str | None, label: str = "Model", with
         The model key, or None when the chosen model cannot be used here (the reason is shown).
     """
     box = container or st
-    start = valid_key(link_model) or config.default_model()
+    start = valid_key(link_model) or model_for_kind(kind)
     try:
         start_family, spec = chosen(start)
     except ValueError:
@@ -114,17 +149,41 @@ def gamma_controls(prefix: str, model_key: str, link_gamma, container=None):
     return None
 
 
+def _book_filter(box, label: str, key: str, options: list[str], books) -> tuple[str, ...]:
+    """The book filter: options named by their titles, the URL holding the book ids (``?nb_book=b01,b07``).
+
+    Not bound by Streamlit, whose URL would carry the shown option (id, title and year) and break when a title
+    is corrected; seeded from and written to the URL here instead.
+    """
+    wanted = [book for book in (st.query_params.get(key) or "").split(",") if book in options]
+    links.seed(key, wanted, key)
+    chosen = box.multiselect(label, options, key=key, placeholder="any",
+                             format_func=lambda book: book_option(book, books))
+    links.write(**{key: ",".join(chosen) or None})
+    return tuple(chosen)
+
+
 def filters(prefix: str, version: tuple, container=None) -> dict:
-    """Kind, book, year range, place and printer filters; returns only those set."""
+    """Kind, book, place and printer (several values each), the year range and a text search over title,
+    author, printer, place and file name; all bound to the URL. Returns only the filters set (values as tuples)."""
     box = container or st
     values = data.filter_values(str(data.corpus().root), version)
+    books = values["books"]
     chosen = {}
     for name in BROWSE_FILTERS:
-        options = ["any", *values[name]]
-        chosen[name] = box.selectbox(name.capitalize(), options, key=f"{prefix}_{name}")
+        label, key = FILTER_LABELS.get(name, name.capitalize()), f"{prefix}_{name}"
+        if name == "book":
+            chosen[name] = _book_filter(box, label, key, values[name], books)
+            continue
+        chosen[name] = tuple(box.multiselect(label, values[name], key=key, placeholder="any", bind="query-params"))
     years = values["years"]
     if years and years[0] < years[1]:
-        low, high = box.slider("Years", years[0], years[1], (years[0], years[1]), key=f"{prefix}_years")
+        low, high = box.slider("Years", years[0], years[1], (years[0], years[1]), key=f"{prefix}_years",
+                               bind="query-params")
         if (low, high) != years:
             chosen["year_min"], chosen["year_max"] = int(low), int(high)
+    chosen["text"] = box.text_input("Search", key=f"{prefix}_text", bind="query-params",
+                                    placeholder="title, author, printer, place, file",
+                                    help="Items whose title, author, printer, place or file name contain every "
+                                         "word typed here (case does not matter).").strip()
     return data.clean_filters(chosen)

@@ -20,12 +20,20 @@ from explorer import links
 from explorer.choices import encode_gamma, parse_gamma
 from explorer.resources import corpus
 
-FILTER_NAMES = (*BROWSE_FILTERS, *YEAR_FILTERS)  # the filters the explorer offers (corpus_index.filters)
+FILTER_NAMES = (*BROWSE_FILTERS, *YEAR_FILTERS, "text")  # the filters the explorer offers (corpus_index.filters)
 
 
 def clean_filters(filters: dict) -> dict:
-    """Only the filters that are set."""
-    return {k: v for k, v in filters.items() if k in FILTER_NAMES and v not in (None, "", "any")}
+    """Only the filters that are set (an empty choice of several values is "any", not "none")."""
+    return {k: v for k, v in filters.items()
+            if k in FILTER_NAMES and not (isinstance(v, tuple | list) and not v) and v not in (None, "", "any")}
+
+
+def forget_metadata() -> None:
+    """Drop the cached tables that show item metadata, after an edit or an update from a CSV: the data version
+    (:func:`explorer.resources.data_version`) counts items and indexes, which a metadata edit does not change."""
+    for cached in (items, filter_values, feature_map, search, search_image):
+        cached.clear()
 
 
 def no_such_item(value) -> Exception:
@@ -133,12 +141,19 @@ def missing_factors(model_key: str, item_ids, gamma, pool) -> list[int]:
 
 
 def compute_factors(model_key: str, item_ids, gamma, pool, progress: Progress | None = None) -> None:
-    """Compute (and cache) the factors of items that have none yet, reporting progress item by item."""
+    """Compute (and cache) the factors of items that have none yet, reporting progress item by item and, on a
+    progress bar, within each item as the batches of its backward pass finish."""
     todo = missing_factors(model_key, item_ids, gamma, pool)
     for number, item_id in enumerate(todo):
+        message, within = f"BiLRP factors of item {item_id} ({model_key})", None
         if progress is not None:
-            progress(number, len(todo), f"BiLRP factors of item {item_id} ({model_key})")
-        corpus().factors(model_key, item_id=item_id, gamma=gamma, pool=pool)
+            progress(number, len(todo), message)
+            if hasattr(progress, "part"):  # a ProgressBar: this item is one of len(todo) equal parts of the bar
+                part = progress.part(number, len(todo))
+
+                def within(done, total, _message, part=part, message=message):
+                    part(done, total, message)
+        corpus().factors(model_key, item_id=item_id, gamma=gamma, pool=pool, progress=within)
     if progress is not None and todo:
         progress(len(todo), len(todo), "factors ready")
 
@@ -205,8 +220,10 @@ def load_upload(image_bytes: bytes) -> Image.Image:
 
 
 POOLS = (4, 8, 16, 32, 64)
-MAX_PATCHES = 32 * 32  # default patch size keeps each image's grid at most this many patches
-MAX_PAIR_CELLS = 8_000_000  # largest pair matrix (H1·W1·H2·W2 floats, 32 MB) the app computes
+MAX_PAIR_CELLS = 8_000_000  # largest dense pair matrix (H1·W1·H2·W2 floats, 32 MB) the app computes
+# The bigram network's pairs are sparse (a few patches per bigram, bilrp_core.sparse_pair); their bound is the
+# worst case of a page full of digits, where the pair would be stored dense (256 MB).
+MAX_SPARSE_PAIR_CELLS = 64_000_000
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -223,21 +240,47 @@ def grid(shape: tuple[int, int], pool: int) -> tuple[int, int]:
     return -(-shape[0] // pool), -(-shape[1] // pool)
 
 
-def default_pool(shape: tuple[int, int]) -> int:
-    """The paper's 8-px patches, or larger ones for big inputs so the grid stays ≤ 32 × 32 patches."""
-    for pool in POOLS[1:]:
-        rows, cols = grid(shape, pool)
-        if rows * cols <= MAX_PATCHES:
-            return pool
-    return POOLS[-1]
+def _sparse_family(model_key: str | None) -> bool:
+    """Whether the model is the bigram network: sparse factors and pairs, row-sized patches."""
+    from corpus_index.models import parse_model_key
+
+    try:
+        return bool(model_key) and parse_model_key(model_key).family == "bigram"
+    except ValueError:  # a custom or malformed key
+        return False
 
 
-def check_pair_size(shape1: tuple[int, int], shape2: tuple[int, int], pool: int) -> None:
-    """Refuse patch sizes whose pair matrix would not fit in memory comfortably (ValueError with the fix)."""
+def default_pool(model_key: str) -> int:
+    """The patch size a model's explanations start with: the same for every pair of the model.
+
+    The bigram network sees pages normalised to one print size, where a table row is about 22–32 px tall (demo
+    tables and real-size scans alike): 16-px patches keep neighbouring rows apart. Other models (VGG-16's
+    fixed-size input) use the paper's 8-px patches.
+    """
+    return 16 if _sparse_family(model_key) else 8
+
+
+def check_pair_size(shape1: tuple[int, int], shape2: tuple[int, int], pool: int, model_key: str | None = None) -> None:
+    """Refuse patch sizes whose pair matrix would not fit in memory comfortably (ValueError with the fix); the
+    bigram network's sparse pairs (``model_key``) may have more cells."""
+    limit = MAX_SPARSE_PAIR_CELLS if _sparse_family(model_key) else MAX_PAIR_CELLS
     (r1, c1), (r2, c2) = grid(shape1, pool), grid(shape2, pool)
-    if r1 * c1 * r2 * c2 > MAX_PAIR_CELLS:
-        smallest = next((p for p in POOLS if np.prod(grid(shape1, p)) * np.prod(grid(shape2, p)) <= MAX_PAIR_CELLS),
+    if r1 * c1 * r2 * c2 > limit:
+        smallest = next((p for p in POOLS if np.prod(grid(shape1, p)) * np.prod(grid(shape2, p)) <= limit),
                         POOLS[-1])
         raise ValueError(f"{pool}-px patches give a {r1}×{c1} by {r2}×{c2} pair matrix for these inputs "
                          f"({shape1[0]}×{shape1[1]} and {shape2[0]}×{shape2[1]} px): too large to show; choose "
                          f"a patch size of {smallest} px or more")
+
+
+def fitting_pool(shapes, model_key: str, pool: int) -> int:
+    """``pool``, or the next larger patch size whose pair matrix :func:`check_pair_size` accepts for these input
+    shapes; raises check_pair_size's error when none does."""
+    for size in (p for p in POOLS if p >= pool):
+        try:
+            check_pair_size(*shapes, size, model_key)
+        except ValueError:
+            continue
+        return size
+    check_pair_size(*shapes, pool, model_key)  # raises, naming the pair matrix that is too large
+    return pool

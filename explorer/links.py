@@ -66,6 +66,48 @@ def _model(text: str | None, problems: list[str]) -> str | None:
     return key
 
 
+def _references(ids: list[int]) -> dict[int, str]:
+    """Short content references (``corpus_index.item_refs``) of these items; empty when no corpus is open."""
+    from corpus_index.item_refs import references
+
+    try:
+        return references(resources.corpus().store, ids)
+    except Exception:  # no corpus yet (a link drawn before the shell opened it): links without references
+        return {}
+
+
+def _with_references(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` plus ``h``, the items' content references beside their ids (``h=3f2a9c0d1e2b``, a pair's
+    ``h=<ref1>-<ref2>``), so a link still finds its items after a re-ingest gives them other ids."""
+    ids = values.get("pair") if "pair" in values else ([values["item"]] if values.get("item") is not None else None)
+    if "pair" not in values and "item" not in values:
+        return values
+    refs = _references([int(i) for i in ids]) if ids else {}
+    text = "-".join(refs.get(int(i), "") for i in ids) if ids and all(int(i) in refs for i in ids) else None
+    return {**values, "h": text}
+
+
+def _resolve_references(link: dict[str, Any], text: str | None) -> None:
+    """Where the link's ``h`` names other content than its ids (or they name nothing), take the items ``h`` names."""
+    from corpus_index.item_refs import resolve
+
+    refs = (text or "").split("-")
+    ids = list(link["pair"]) if link["pair"] else [link["item"]]
+    if not text or len(refs) != len(ids) or (len(ids) == 1 and not link["item"] and not link["unknown_item"]):
+        return
+    current = _references([i for i in ids if i is not None])
+    try:
+        resolved = [i if i is not None and current.get(i) == ref else resolve(resources.corpus().store, ref)
+                    for i, ref in zip(ids, refs, strict=True)]
+    except Exception:  # no corpus open: the ids stand as they are
+        return
+    if any(r is None for r in resolved):
+        return
+    link.update({"pair": tuple(resolved)} if link["pair"] else {"item": resolved[0]})
+    link["unknown_item"] = None
+    write(**({"pair": link["pair"]} if link["pair"] else {"item": link["item"]}))  # the address bar follows
+
+
 def read() -> dict[str, Any]:
     """The link's values, validated: item (int), pair ((int, int)), model (canonical key), gamma, problems.
 
@@ -84,6 +126,7 @@ def read() -> dict[str, Any]:
         problems.append(f"pair {params.get('pair')!r} is not of the form 12-34")
     elif parts is not None and link["pair"] is None:
         link["unknown_item"] = next(p for p in parts if item_id(p) is None)
+    _resolve_references(link, params.get("h"))
     try:
         link["gamma"] = parse_gamma(params.get("gamma"))
     except ValueError as error:
@@ -128,7 +171,7 @@ def write(**values: Any) -> None:
     What was written is remembered, so that :func:`seed` can tell the page's own echo from a new link.
     """
     written = st.session_state.setdefault("_link_written", {})
-    for name, value in values.items():
+    for name, value in _with_references(values).items():
         text = _encoded(name, value)
         written[name] = text
         if text is None:
@@ -164,7 +207,7 @@ def seed(widget_key: str, value: Any, *params: str) -> None:
 
 def query(**params: Any) -> dict[str, str]:
     """The query parameters of a deep link, encoded as :func:`read` expects (None values left out)."""
-    return {name: _encoded(name, value) for name, value in params.items() if value is not None}
+    return {name: _encoded(name, value) for name, value in _with_references(params).items() if value is not None}
 
 
 def go(page: str, **params: Any) -> None:

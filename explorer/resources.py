@@ -110,8 +110,10 @@ def corpus() -> Corpus:
 
 
 def data_version(corpus: Corpus) -> tuple:
-    """Changes whenever items are added or an index is rebuilt: part of every cached-data key."""
+    """Changes whenever items are added, metadata is edited or an index is rebuilt: part of every cached-data key."""
+    from corpus_index.metadata_edit import last_edit
+
     indexes = corpus.layout.indexes
     stamps = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in indexes.glob("*.faiss"))) if indexes.is_dir() \
         else ()
-    return corpus.count(), stamps
+    return corpus.count(), stamps, last_edit(corpus.store)

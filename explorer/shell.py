@@ -39,7 +39,9 @@ PAGES = (
     PageSpec("explain", "pages/explain.py", "Explain", ":material/conversion_path:", "explain"),
     PageSpec("compare", "pages/compare.py", "Compare models", ":material/compare:", "compare"),
     PageSpec("invariance", "pages/invariance.py", "Invariance", ":material/360:", "invariance"),
+    PageSpec("editions", "pages/editions.py", "Editions", ":material/hub:", "editions"),
     PageSpec("add", "pages/add_scans.py", "Add scans", ":material/add_photo_alternate:", "add"),
+    PageSpec("verdicts", "pages/verdicts.py", "Verdicts", ":material/gavel:", "verdicts"),
 )
 APP = Path(__file__).resolve().parent.parent / "app.py"
 

@@ -1,4 +1,6 @@
-"""Add scans: upload images (with a metadata CSV) or a IIIF manifest; the ingest report says what was skipped."""
+"""Add scans: upload images (with a metadata CSV) or a IIIF manifest; the ingest report says what was skipped, and
+links lead to the new items' neighbours. A CSV also updates the metadata of scans already in the corpus (matched by
+content, path or file name: :mod:`corpus_index.ingest.update`), each change logged like an edit on the Corpus page."""
 
 import re
 import secrets
@@ -8,16 +10,19 @@ from pathlib import Path
 import streamlit as st
 
 from corpus_index.ingest.images import write_bytes_atomic
-from explorer import errors, resources, shell
+from explorer import data, errors, links, resources, shell
+from explorer.captions import item_caption
 from explorer.progress import progress_bar
 
 shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
 
 corpus = resources.corpus()
 st.title("Add scans")
-st.caption("Every file is checked by the ingest code (format, size, duplicates); nothing that fails a check "
-           "goes in, and the report below says why. Uploaded files are kept under the corpus root in "
-           f"`{corpus.root / 'uploads'}`.")
+st.caption("Add your own scans: upload the images (metadata is optional — it can be added later on the Corpus "
+           "page or with a CSV here). Every file is checked by the ingest code (format, size, duplicates); nothing "
+           "that fails a check goes in, and the report below says why. Uploaded files are kept under the corpus "
+           f"root in `{corpus.root / 'uploads'}`.")
+MAX_LINKS = 24  # links to new items shown after an ingest
 
 
 def upload_folder() -> Path:
@@ -45,17 +50,29 @@ with scans_tab:
                              accept_multiple_files=True, key="add_files")
     table = st.file_uploader("Metadata CSV (optional)", type=["csv"], key="add_csv",
                              help="Columns: path (the uploaded file's name), kind, group, book, title, author, "
-                                  "printer, place, year, page; optional label, region (x,y,w,h).")
-    if st.button("Add the scans to the corpus", key="add_scans_go", disabled=not files):
+                                  "printer, place, year, page; optional label, region (x,y,w,h), note.")
+    update = st.checkbox("Update scans already in the corpus from the CSV", value=True, key="add_update",
+                         help="Rows naming a scan the corpus holds (same file name, path or content) replace its "
+                              "metadata with the row's non-empty cells; every change is logged. A CSV alone "
+                              "(no scans) only updates.")
+    if st.button("Add the scans to the corpus" if files else "Update the metadata from the CSV", key="add_scans_go",
+                 disabled=not (files or (table is not None and update))):
         with errors.shown("Adding the scans"):
+            for outcome in ("add_report", "add_update_report"):  # this run's reports only
+                st.session_state.pop(outcome, None)
             folder, taken = upload_folder(), set()
             for upload in files:
                 write_bytes_atomic(upload.getvalue(), folder / safe_name(upload.name, taken))
             csv_path = None
             if table is not None:
                 csv_path = write_bytes_atomic(table.getvalue(), folder / "metadata.csv")
-            report = corpus.ingest_folder(folder, csv_path, progress=progress_bar("checking and indexing …"))
-            st.session_state["add_report"] = report
+            if files:
+                report = corpus.ingest_uploads(folder, csv_path, progress=progress_bar("checking and indexing …"))
+                st.session_state["add_report"] = report
+            if csv_path is not None and update:
+                editor = st.session_state.get("editor_name") or None  # the name given on the Corpus page
+                st.session_state["add_update_report"] = corpus.update_metadata(csv_path, editor)
+                data.forget_metadata()
 
 with iiif_tab:
     manifest_file = st.file_uploader("Manifest file (JSON)", type=["json", "jsonld"], key="add_manifest")
@@ -87,6 +104,12 @@ if report is not None:
     if report.skipped:
         st.warning("Some files did not go in; the reasons are listed below.")
     st.dataframe(outcome, hide_index=True)
+    if report.added:
+        st.markdown("**The new items** — find their neighbours:")
+        for item_id in report.added[:MAX_LINKS]:
+            links.link(f"Find neighbours of {item_caption(data.item(item_id))}", "neighbours", item=item_id)
+        if len(report.added) > MAX_LINKS:
+            st.caption(f"… and {len(report.added) - MAX_LINKS} more: see the Corpus page.")
     models = corpus.models()
     if report.added and models and st.button(f"Update the {len(models)} built index(es) with the new items",
                                              key="add_build"):
@@ -94,3 +117,14 @@ if report is not None:
             for key in models:
                 summary = corpus.build(key, progress=progress_bar(f"{key} …")).summary()
                 st.success(summary.splitlines()[0])
+
+updated = st.session_state.get("add_update_report")
+if updated is not None:
+    st.subheader("Metadata update from the CSV")
+    cols = st.columns(3)
+    cols[0].metric("Updated", len(updated.updated))
+    cols[1].metric("Already up to date", len(updated.unchanged))
+    cols[2].metric("Rows skipped", len(updated.skipped))
+    st.dataframe(updated.to_dataframe(), hide_index=True)
+    for _, item_id, _ in updated.updated[:MAX_LINKS]:
+        links.link(f"Find neighbours of {item_caption(data.item(item_id))}", "neighbours", item=item_id)

@@ -20,9 +20,29 @@ corpus = resources.corpus()
 root = str(corpus.root)
 version = resources.data_version(corpus)
 st.title("Invariance")
-st.caption("Inv = ⟨y(x, x')⟩ over pairs of transformed versions of a page (the same page in other editions: "
-           "reset type, re-cut or mirrored woodcuts; items of one *group*) ÷ ⟨y(x, x')⟩ over all pairs "
-           "(Eq. 7). Above 1: the model finds editions of a page more alike than pages in general.")
+st.markdown("This page measures whether a model **recognises the same page in other editions** — reset type, "
+            "re-cut, rotated or flipped woodcuts — at each of its layers. Choose how many groups of editions to use "
+            "and press *Compute*; then click a square of the matrix, or pick a pair below, to see what the match "
+            "rests on.")
+with st.expander("Details"):
+    st.markdown("Inv = ⟨y(x, x')⟩_local ÷ ⟨y(x, x')⟩_global (Eq. 7 of the paper, Sec. 5.2): the average similarity "
+                "y = ⟨φ(x), φ(x')⟩ over pairs of editions of one page (items of one *group*: the paper's nearby "
+                "video frames) divided by the average over all pairs of distinct items. A high Inv needs both "
+                "invariance (editions score high) and selectivity (other pages score lower).")
+
+
+def meaning(layer: str, value: float) -> str:
+    """What an Inv value says about a layer, in words."""
+    if value != value:  # NaN: no pair to average
+        return f"Layer {layer}: no value (too few pairs)."
+    if value >= 1.1:
+        return (f"Layer {layer}, Inv {value:.2f}: editions of one page are on average {value:.1f}× as alike as two "
+                "pages taken at random — this layer largely sees through the changes between editions.")
+    if value > 0.9:
+        return (f"Layer {layer}, Inv ≈ 1 ({value:.2f}): editions of one page are no more alike than any two pages "
+                "— this layer is not invariant to resetting, re-cutting or mirroring (or finds all pages alike).")
+    return (f"Layer {layer}, Inv {value:.2f}: editions of one page are *less* alike than pages in general — this "
+            "layer reacts strongly to what changes between editions.")
 
 with errors.shown("Reading the groups"):
     frame = data.items(root, version)
@@ -36,7 +56,9 @@ with errors.shown("Reading the groups"):
     groups_available = sorted(sizes[sizes >= 2].index.astype(str))
     links.seed("inv_groups", min(8, len(groups_available)) or 1)
     n_groups = controls_row[1].number_input("Groups (editions of a page)", 1, max(1, len(groups_available)),
-                                            key="inv_groups")
+                                            key="inv_groups",
+                                            help="A group is one page in several editions; more groups give a "
+                                                 "steadier measure but take longer.")
     layered = [prefix for prefix, family in FAMILIES.items() if family.layers is not None]  # Inv per layer
     try:
         default = chosen(config.default_model())[0]
@@ -46,7 +68,9 @@ with errors.shown("Reading the groups"):
         default = next((prefix for prefix in layered if not weights_missing(prefix)), layered[0])
     links.seed("inv_family", default)
     family = FAMILIES[controls_row[2].radio("Model", layered, format_func=controls.family_option, key="inv_family")]
-    rotation = controls_row[3].checkbox("Rotation/flip-max", key="inv_rot")
+    rotation = controls_row[3].checkbox("Rotation/flip-max", key="inv_rot",
+                                        help="Compare each page also rotated and flipped, keeping the best "
+                                             "match: mirrored woodcuts then count as alike.")
     if weights_missing(family.prefix):
         st.warning(imagenet_help())
         st.stop()
@@ -75,6 +99,9 @@ with errors.shown("Reading the groups"):
         bars.add_hline(y=1.0, line_dash="dot", annotation_text="no invariance (Inv = 1)")
         st.plotly_chart(bars, key="inv_bars")
         st.dataframe(scores.set_index("layer").T, width="stretch")
+        st.markdown("\n".join(f"- {meaning(row.layer, row.Inv)}" for row in scores.itertuples()))
+        st.caption("A high Inv can rest on the wrong things (the paper's “Clever Hans” effect: a frame or a "
+                   "border shared by the editions); explain the pairs below to check.")
 
         layer = st.select_slider("Similarity matrix at layer", list(keys), value=list(keys)[-1], key="inv_layer")
         sim = similarity_matrix(vectors[layer])
@@ -91,12 +118,14 @@ with errors.shown("Reading the groups"):
             start += size
         figure.update_layout(height=560, yaxis={"autorange": "reversed"}, xaxis={"showticklabels": False})
         event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key="inv_matrix")
-        st.caption(f"Black outlines: the local band ({int(mask.sum()) // 2} pairs of editions of one page).")
+        st.caption(f"Brighter squares: pairs the model finds more alike. Black outlines: the editions of one page "
+                   f"({int(mask.sum()) // 2} pairs), whose average is the top of Inv. Click a square to explain it.")
 
         ranked = local_pairs(sim, groups, n=30)
         table = pd.DataFrame([{"item A": ids[i], "item B": ids[j], "group": groups[i], "y": s,
                                "share of local sum": share} for i, j, s, share in ranked])
-        st.subheader("Pairs that make up ⟨y⟩_local")
+        st.subheader("Pairs that make up ⟨y⟩_local",
+                     help="The pairs of editions that add most to the top of Inv, with their share of it.")
         st.dataframe(table, hide_index=True, height=240)
         clicked = event.selection.points if event and event.selection else []
         if clicked and "x" in clicked[0] and "y" in clicked[0]:

@@ -67,9 +67,10 @@ def test_item_caption_leaves_missing_fields_out(sparse):
     complete = items[items["label"] == "complete-0"].iloc[0]
     assert item_caption(complete) == (f"#{complete['id']} · Title complete-0 · Place complete-0 1500 · "
                                       "Printer complete-0 · p. 1 · woodcut")
-    assert item_caption(complete, short=True) == f"#{complete['id']} · s0 1500 · p. 1 · woodcut"
+    assert item_caption(complete, short=True) == f"#{complete['id']} · Title complete-0 1500 · p. 1 · woodcut"
     bare = items[items["label"] == "no-metadata"].iloc[0]
-    assert item_caption(bare) == f"#{bare['id']} · no metadata"
+    assert item_caption(bare) == f"#{bare['id']} · no-metadata.png, 40×52 px"  # the file, not an id (issue 16)
+    assert item_caption({"id": 4}) == "#4 · no metadata"
     assert item_caption({"id": 3, "year": float("nan"), "title": "T", "page": 2.0}) == "#3 · T · p. 2"
 
 
@@ -84,7 +85,7 @@ def test_corpus_and_invariance_pages(app, sparse):
     for colour in ("year", "book", "place", "kind"):  # the map coloured by a field that is sometimes missing
         at.radio(key="corpus_colour").set_value(colour).run()
         no_problems(at)
-    at.sidebar.selectbox(key="corpus_kind").set_value("table").run()
+    at.sidebar.multiselect(key="corpus_kind").set_value(["table"]).run()
     no_problems(at)
     at.switch_page("pages/invariance.py").run()  # groups hold items with and without metadata
     no_problems(at)
@@ -112,7 +113,7 @@ def test_neighbours_of_items_with_and_without_metadata(app, sparse, label):
     for _, other in items[items["label"] != label].iterrows():  # k = 12 ≥ the corpus: every other item shown
         assert item_caption(other) in shown, (other["label"], shown)
     assert "Title complete-1" in shown or label == "complete-1"
-    assert "· no metadata" in shown or label == "no-metadata"
+    assert "· no-metadata.png, 40×52 px" in shown or label == "no-metadata"
     assert not any(word in shown for word in MISSING_WORDS), shown
 
 

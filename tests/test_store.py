@@ -96,9 +96,9 @@ def test_filtered_ids_and_item_rows(filled):
 def test_one_list_of_filters_for_store_cli_and_explorer():
     """The CLI's filter options and the store's SQL both come from corpus_index.filters."""
     from corpus_index.cli import build_parser
-    from corpus_index.filters import BROWSE_FILTERS, EQUALITY_FILTERS, FILTERS, YEAR_FILTERS
+    from corpus_index.filters import BROWSE_FILTERS, EQUALITY_FILTERS, FILTERS, TEXT_FILTER, YEAR_FILTERS
 
-    assert set(FILTERS) == set(EQUALITY_FILTERS) | set(YEAR_FILTERS) and set(BROWSE_FILTERS) <= set(FILTERS)
+    assert set(FILTERS) == {*EQUALITY_FILTERS, *YEAR_FILTERS, TEXT_FILTER} and set(BROWSE_FILTERS) <= set(FILTERS)
     query = build_parser().parse_args(["query", "--model", "m", "--item", "1"])
     assert {name for name in FILTERS if hasattr(query, name)} == set(FILTERS)
 

@@ -158,8 +158,9 @@ def _row_task(row: dict[str, str], csv_path: Path, root: Path, claimed: set[Path
 
 
 def _tasks_from_walk(root: Path, claimed: set[Path], skip_dirs: set[Path],
-                     report: IngestReport) -> list[_Task]:
-    """Tasks for the image files under ``root`` that no CSV row names (metadata from folder and file)."""
+                     report: IngestReport, derive_metadata: bool = True) -> list[_Task]:
+    """Tasks for the image files under ``root`` that no CSV row names (metadata from folder and file; with
+    ``derive_metadata=False`` only the label, from the file name)."""
     tasks = []
 
     def unreadable(error: OSError) -> None:
@@ -192,7 +193,8 @@ def _tasks_from_walk(root: Path, claimed: set[Path], skip_dirs: set[Path],
                 continue
             if file in claimed or not file.is_file():
                 continue
-            fields = {"book": _derived_book(root, path), "page": page, "label": path.stem}
+            fields = {"book": _derived_book(root, path), "page": page, "label": path.stem} if derive_metadata \
+                else {"label": path.stem}
             tasks.append(_Task(source=str(path), file=file, fields=fields, origin=str(path)))
     return tasks
 
@@ -223,7 +225,7 @@ def check_folder_source(folder: str | Path, metadata_csv: str | Path | None = No
 
 def ingest_folder(store: Store, folder: str | Path, metadata_csv: str | Path | None = None,
                   progress: Progress | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  thumb_size: int = THUMB_SIZE) -> IngestReport:
+                  thumb_size: int = THUMB_SIZE, derive_metadata: bool = True) -> IngestReport:
     """Ingest every scan under ``folder`` (jpg, jpeg, png, tif, tiff; recursive).
 
     Parameters
@@ -239,6 +241,11 @@ def ingest_folder(store: Store, folder: str | Path, metadata_csv: str | Path | N
         Images with more pixels are skipped (before decoding).
     thumb_size : int
         Longest side of the thumbnails.
+    derive_metadata : bool
+        Give files without a CSV row their folder as book and their order as page (default). ``False`` for
+        folders that are no book, e.g. the explorer's upload folders: such scans get no book and no page (a
+        made-up book would join unrelated scans uploaded together, and "exclude own book" would hide them from
+        each other); their caption names the file.
 
     Returns
     -------
@@ -256,7 +263,7 @@ def ingest_folder(store: Store, folder: str | Path, metadata_csv: str | Path | N
     tasks, claimed = _tasks_from_csv(csv_path.resolve(), root, run.report) if csv_path else ([], set())
     # Never ingest the corpus's own thumbnails (nor its root, when the root lies inside the folder).
     skip_dirs = {Layout(store.root).thumbs} | ({store.root} if store.root != root else set())
-    tasks += _tasks_from_walk(root, claimed, skip_dirs, run.report)
+    tasks += _tasks_from_walk(root, claimed, skip_dirs, run.report, derive_metadata)
     files = _Files(max_pixels)
     run.each(((done, task.source, task) for done, task in enumerate(tasks, start=1)), len(tasks),
              lambda task: _ingest_task(run, files, task))

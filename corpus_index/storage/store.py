@@ -15,6 +15,9 @@ Tables
     them so that queries such as "items without features" are one SQL statement).
 ``ingest_reports``
     A log of every ingest run with its counts and skipped files.
+``metadata_edits``
+    Every change of an item's metadata after ingest, field by field, with editor and time
+    (:mod:`corpus_index.metadata_edit`); ``items.note`` is the item's free note.
 
 ``file_checks``
     Size, modification time and hash of each image file when its hash was last checked (by a build), so a
@@ -65,7 +68,7 @@ ITEM_FIELDS = ("hash", "source", "path", "region", "kind", "group", "book", "pag
                "height", "thumb")
 # Columns of query_items, in order; extra metadata columns follow them.
 ITEM_COLUMNS = ("id", "path", "kind", "group", "book", "title", "author", "printer", "place", "year", "page",
-                "label", "region", "width", "height", "source", "thumb", "hash")
+                "label", "region", "width", "height", "source", "thumb", "hash", "note")
 _INT_COLUMNS = ("year", "page", "width", "height")
 _DISTINCT_COLUMNS = {"kind": "i.kind", "group": 'i."group"', "book": "i.book", "label": "i.label",
                      "title": "b.title", "author": "b.author", "printer": "b.printer", "place": "b.place",
@@ -295,7 +298,7 @@ class Store(FeatureMarks):
     _FROM = " FROM items i LEFT JOIN books b ON b.book = i.book"
 
     def query_items(self, kind=None, book=None, year_min=None, year_max=None, place=None, printer=None,
-                    ids=None, limit: int | None = None, offset: int = 0, group=None) -> pd.DataFrame:
+                    ids=None, limit: int | None = None, offset: int = 0, group=None, text=None) -> pd.DataFrame:
         """Items matching the filters, ordered by id, as a DataFrame.
 
         Columns are :data:`ITEM_COLUMNS` followed by one column per key found in the items' extra metadata
@@ -303,7 +306,7 @@ class Store(FeatureMarks):
         and ``height`` are nullable integers (``Int64``).
         """
         where, params = where_clause(kind=kind, book=book, year_min=year_min, year_max=year_max, place=place,
-                                     printer=printer, group=group, ids=ids)
+                                     printer=printer, group=group, text=text, ids=ids)
         select = ", ".join(f'b."{c}"' if c in BOOK_FIELDS else f'i."{c}"' for c in ITEM_COLUMNS)
         sql = f"SELECT {select}, i.extra{self._FROM}{where} ORDER BY i.id"
         if limit is not None or offset:

@@ -1,0 +1,181 @@
+"""The zoomable pair view of the Explain page: both scans at their own resolution, the links, the digits.
+
+A plotly figure (zoom and pan are plotly's own): the two scans as image traces placed side by side as in the
+publication figure (:func:`corpus_index.figure.placement`: the shorter scan scaled to the taller one's
+height), one line trace per patch pair of the explanation's table (:func:`corpus_index.figure.link_geometry`),
+and, for the bigram network, the detected digits as boxes with their values. Selecting a link (a click on it)
+or a row of the table chooses a pair, whose two patches :func:`patch_crops` cuts from the original scans,
+enlarged enough to read a digit.
+
+Everything here is built from ``Explanation.table(...)`` (boxes on the scans), never from the pair matrix.
+No Streamlit: the page shows the figure; this module is testable on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw
+
+from corpus_index.figure import Placement, link_geometry, placement
+
+LINK, DIGITS = "link", "digits"  # trace metas: what a trace shows
+VIEW_WIDTH = 950  # about the width of the view on a laptop screen: sets the default height (no blank bands)
+MIN_HEIGHT, MAX_HEIGHT = 360, 820
+CROP_HEIGHT = 240  # patches are enlarged to at least this height on screen: a digit becomes readable
+Digit = tuple[int, float, float, float, float]  # (value, x0, y0, x1, y1) on a scan
+
+
+def data_uri(image: Image.Image, quality: int = 90) -> str:
+    """A scan as a JPEG data URI for plotly's image traces (sent at full resolution, zoomed in the browser)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _rgba(colour, alpha: float) -> str:
+    return f"rgba({colour[0]},{colour[1]},{colour[2]},{alpha:.3f})"
+
+
+def pair_figure(originals: Sequence[Image.Image], table: pd.DataFrame, digits: Sequence[Sequence[Digit]] = (),
+                height: int | None = None, mark: str | None = None) -> go.Figure:
+    """The pair view: two image traces, one line trace per row of ``table`` (meta ``"link"``, strongest last so
+    it lies on top), and with ``digits`` one box trace and one label trace (meta ``"digits"``).
+
+    Parameters
+    ----------
+    originals : (PIL.Image, PIL.Image)
+        The scans the table's ``orig…`` boxes are on.
+    table : pandas.DataFrame
+        Rows of ``Explanation.table`` with boxes on ``originals`` (offsets 0).
+    digits : (list, list), optional
+        Detected digits of each scan (:data:`Digit` tuples), e.g. from :func:`detected_digits`.
+    height : int, optional
+        Height of the figure on the page, in screen pixels (default: the pair's shape on a page-wide view,
+        between :data:`MIN_HEIGHT` and :data:`MAX_HEIGHT`).
+    mark : str, optional
+        A warning written across the top left (e.g. that the network is untrained).
+    """
+    where = placement([image.size for image in originals])
+    figure = go.Figure()
+    for image, scale, left in zip(originals, where.scales, where.lefts, strict=True):
+        figure.add_trace(go.Image(source=data_uri(image), x0=left, y0=0, dx=scale, dy=scale, hoverinfo="skip"))
+    for curve in link_geometry(table, where)[::-1]:
+        ends = [9] + [0] * (len(curve["x"]) - 2) + [9]  # dots at both ends: something to click on
+        figure.add_trace(go.Scatter(
+            x=curve["x"], y=curve["y"], mode="lines+markers", meta=LINK, customdata=[curve["rank"]] * len(ends),
+            line={"color": _rgba(curve["colour"], max(curve["weight"], 0.15)), "width": 1 + 3 * curve["weight"]},
+            marker={"size": ends, "color": _rgba(curve["colour"], 0.9)}, showlegend=False,
+            hovertemplate=f"pair {curve['rank']}: relevance {curve['relevance']:.3g}<extra></extra>"))
+    if digits:
+        _add_digits(figure, digits, where)
+    if height is None:
+        arches = -min([0.0, *(float(min(trace.y)) for trace in link_traces(figure))])
+        height = round(min(MAX_HEIGHT, max(MIN_HEIGHT, VIEW_WIDTH * (where.height + arches) / where.width)))
+    figure.update_xaxes(visible=False, range=[0, where.width], constrain="domain")
+    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", scaleratio=1)
+    # uirevision: a re-draw (another link chosen, fewer pairs) keeps the user's zoom
+    figure.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode="zoom",
+                         plot_bgcolor="white", clickmode="event+select", uirevision="pair")
+    if mark:
+        figure.add_annotation(text=mark.upper(), xref="paper", yref="paper", x=0, y=1, xanchor="left",
+                              yanchor="top", showarrow=False, font={"color": "white", "size": 14},
+                              bgcolor="rgb(190,0,0)")
+    return figure
+
+
+def _add_digits(figure: go.Figure, digits: Sequence[Sequence[Digit]], where: Placement) -> None:
+    """Boxes (one trace, rectangles separated by gaps) and values (one text trace) of the detected digits."""
+    xs, ys, tx, ty, text = [], [], [], [], []
+    for found, scale, left in zip(digits, where.scales, where.lefts, strict=True):
+        for value, x0, y0, x1, y1 in found:
+            a, b, c, d = left + x0 * scale, y0 * scale, left + x1 * scale, y1 * scale
+            xs += [a, c, c, a, a, None]
+            ys += [b, b, d, d, b, None]
+            tx.append((a + c) / 2)
+            ty.append(b)
+            text.append(str(value))
+    figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", meta=DIGITS, hoverinfo="skip", showlegend=False,
+                                line={"color": "rgba(0,140,60,0.6)", "width": 1}))
+    figure.add_trace(go.Scatter(x=tx, y=ty, mode="text", text=text, meta=DIGITS, hoverinfo="skip",
+                                showlegend=False, textposition="top center",
+                                textfont={"color": "rgba(0,110,45,0.9)", "size": 10}))
+
+
+def link_traces(figure: go.Figure) -> list:
+    """The figure's link traces (one per patch pair drawn)."""
+    return [trace for trace in figure.data if trace.meta == LINK]
+
+
+def chosen_rank(figure: go.Figure, points: Sequence[dict]) -> int | None:
+    """The rank of the patch pair a plotly selection (``event.selection.points``) picked, or None."""
+    for point in points:
+        if point.get("customdata") is not None:
+            value = point["customdata"]
+            return int(value[0] if isinstance(value, list | tuple) else value)
+        number = point.get("curve_number")
+        if number is not None and number < len(figure.data) and figure.data[number].meta == LINK:
+            return int(figure.data[number].customdata[0])
+    return None
+
+
+def patch_crops(originals: Sequence[Image.Image], row: dict, margin: float = 1.0) -> tuple[Image.Image, Image.Image]:
+    """The two patches of a table row cut from the original scans with a margin, enlarged, the patch outlined.
+
+    Parameters
+    ----------
+    originals : (PIL.Image, PIL.Image)
+    row : dict
+        A row of ``Explanation.table`` (boxes ``orig1_x0 …`` on ``originals``).
+    margin : float
+        Margin on each side, in patch sizes: the context around the patch.
+    """
+    crops = []
+    for side, image in enumerate(originals, start=1):
+        x0, y0, x1, y1 = (float(row[f"orig{side}_{c}"]) for c in ("x0", "y0", "x1", "y1"))
+        dx, dy = margin * (x1 - x0), margin * (y1 - y0)
+        box = (max(0, round(x0 - dx)), max(0, round(y0 - dy)), min(image.width, round(x1 + dx)),
+               min(image.height, round(y1 + dy)))
+        crop = image.convert("RGB").crop(box)
+        zoom = max(1.0, CROP_HEIGHT / max(1, crop.height))
+        crop = crop.resize((max(1, round(crop.width * zoom)), max(1, round(crop.height * zoom))),
+                           Image.Resampling.LANCZOS)
+        outline = (220, 20, 20) if float(row["relevance"]) > 0 else (20, 70, 230)
+        ImageDraw.Draw(crop).rectangle(((x0 - box[0]) * zoom, (y0 - box[1]) * zoom, (x1 - box[0]) * zoom - 1,
+                                        (y1 - box[1]) * zoom - 1), outline=outline, width=2)
+        crops.append(crop)
+    return crops[0], crops[1]
+
+
+def detected_digits(model, image: Image.Image, threshold: float = 0.4) -> list[Digit]:
+    """The digits the bigram network's detector finds on a scan, as boxes in the scan's pixels.
+
+    :func:`bilrp_core.bigram.detect_digits` gives centres on the scan; a box is one print height (measured on
+    the scan as the page normalisation does) tall and 0.7 of it wide.
+    """
+    from bilrp_core.bigram import detect_digits
+    from bilrp_core.page_ink import estimate_component_height, to_ink
+
+    network = getattr(model, "model", model)  # a rotation/flip-max wrapper: its network
+    measured = estimate_component_height(to_ink(image)) or network.component_height
+    half_h, half_w = measured / 2, 0.35 * measured
+    return [(int(value), x - half_w, y - half_h, x + half_w, y + half_h)
+            for value, x, y, _ in detect_digits(network, image, threshold)]
+
+
+def digits_in_patches(table: pd.DataFrame, digits: Sequence[Sequence[Digit]]) -> tuple[list[str], list[str]]:
+    """For each row of ``table``, the digits whose centres lie in its patch on scan A and on scan B, in reading
+    order (top to bottom by line, then left to right), e.g. ``"2 3"``."""
+    named = ([], [])
+    for row in table.to_dict("records"):
+        for side, found in enumerate(digits, start=1):
+            x0, y0, x1, y1 = (row[f"orig{side}_{c}"] for c in ("x0", "y0", "x1", "y1"))
+            inside = [(value, (a + c) / 2, (b + d) / 2, d - b) for value, a, b, c, d in found
+                      if x0 <= (a + c) / 2 < x1 and y0 <= (b + d) / 2 < y1]
+            inside.sort(key=lambda d: (round(d[2] / max(d[3], 1.0)), d[1]))
+            named[side - 1].append(" ".join(str(d[0]) for d in inside))
+    return named

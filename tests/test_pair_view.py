@@ -1,0 +1,85 @@
+"""The Explain page's zoomable pair view (explorer.pair_view): traces, image sizes, crops and digits."""
+
+import base64
+import io
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from explorer.pair_view import (
+    CROP_HEIGHT,
+    DIGITS,
+    chosen_rank,
+    detected_digits,
+    digits_in_patches,
+    link_traces,
+    pair_figure,
+    patch_crops,
+)
+from tests.test_figure import pairs_table, scans
+
+
+def test_one_link_trace_per_pair_and_the_scans_at_their_own_size():
+    originals = scans()
+    table = pairs_table()
+    figure = pair_figure(originals, table)
+    links = link_traces(figure)
+    assert len(links) == len(table)
+    images = [trace for trace in figure.data if trace.type == "image"]
+    assert len(images) == 2
+    for trace, original in zip(images, originals, strict=True):
+        shown = Image.open(io.BytesIO(base64.b64decode(trace.source.split(",")[1])))
+        assert shown.size == original.size  # sent at full resolution: zoom reveals the scan's own pixels
+    assert images[0].dx == 1 and images[1].dx == 2  # the shorter scan is scaled to the taller one's height
+    assert links[-1].customdata[0] == 1  # the strongest pair is drawn last, on top
+    assert len(link_traces(pair_figure(originals, table.head(1)))) == 1
+    assert not [t for t in figure.data if t.meta == DIGITS]
+
+
+def test_a_click_on_a_link_names_its_pair():
+    figure = pair_figure(scans(), pairs_table())
+    weakest = figure.data.index(link_traces(figure)[0])
+    assert chosen_rank(figure, [{"curve_number": weakest, "point_number": 3}]) == 2
+    assert chosen_rank(figure, [{"curve_number": weakest, "customdata": [2]}]) == 2
+    assert chosen_rank(figure, [{"curve_number": 0}]) is None  # a click on a scan chooses nothing
+    assert chosen_rank(figure, []) is None
+
+
+def test_patch_crops_are_cut_from_the_scans_with_a_margin_and_enlarged():
+    page = Image.new("RGB", (200, 300), "white")
+    page.paste((0, 0, 0), (12, 22, 24, 34))  # ink inside the first pair's patch on scan A (10, 20, 26, 36)
+    originals = (page, scans()[1])
+    first, second = patch_crops(originals, pairs_table().iloc[0].to_dict())
+    assert first.height >= CROP_HEIGHT and second.height >= CROP_HEIGHT
+    # one patch (16 px) of margin on each side, cut at the scan's left edge: x 0–42, y 4–52, enlarged 5×
+    assert first.size == (42 * 5, 48 * 5)
+    pixels = np.asarray(first)
+    assert pixels[(28 - 4) * 5, 18 * 5].max() < 30  # the ink, where the scan has it
+    assert pixels[(45 - 4) * 5, 35 * 5].min() > 225  # the margin: white paper, as on the scan
+    assert second.size == (24 * 10, 24 * 10)  # an 8-px patch with its margin: 24 px, enlarged 10×
+
+
+def test_digits_boxes_and_the_digits_inside_each_patch():
+    table = pairs_table()
+    digits = ([(2, 10, 20, 17, 34), (3, 18, 21, 25, 35), (9, 150, 150, 160, 160)], [(7, 50, 60, 58, 68)])
+    named_a, named_b = digits_in_patches(table, digits)
+    assert named_a == ["2 3", ""] and named_b == ["7", ""]
+    figure = pair_figure(scans(), table, digits)
+    boxes, labels = [t for t in figure.data if t.meta == DIGITS]
+    assert list(labels.text) == ["2", "3", "9", "7"]
+    assert sum(x is None for x in boxes.x) == 4  # one closed rectangle per digit
+
+
+def test_detected_digits_of_a_bigram_network_are_boxes_on_the_scan():
+    from bilrp_core.bigram import bigram_network
+
+    torch.manual_seed(0)
+    model = bigram_network(pretrained=False, width=4)
+    page = Image.new("L", (160, 80), 255)
+    ImageDraw.Draw(page).text((20, 30), "12 34 56", fill=0)
+    found = detected_digits(model, page, threshold=0.0)
+    assert isinstance(found, list)
+    for value, x0, y0, x1, y1 in found:
+        assert 0 <= value <= 9 and x0 < x1 and y0 < y1
+        assert -20 < (x0 + x1) / 2 < 180 and -20 < (y0 + y1) / 2 < 100  # on the scan, in its pixels
