@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from corpus_index import cli_editions, cli_verdicts
-from corpus_index.cli_args import check_destination, count_arg, gamma_arg, item_id_arg, year_arg
+from corpus_index.cli_args import check_destination, count_arg, gamma_arg, item_id_arg, pool_arg, year_arg
 from corpus_index.errors import user_errors
 from corpus_index.filters import FILTER_HELP, FILTERS, YEAR_FILTERS
 from corpus_index.models import DEFAULT_MODEL_KEY, DEMO_MODEL_KEYS, KEY_LIMITS, canonical_key
@@ -96,7 +96,9 @@ def _add_build(sub) -> None:
                        help="model key (repeatable), e.g. " + DEFAULT_MODEL_KEY)
     build.add_argument("--factors", action="store_true", help="also cache every item's BiLRP factors")
     build.add_argument("--gamma", type=gamma_arg, help="gamma for --factors: a number or JSON {layer: gamma}")
-    build.add_argument("--pool", type=count_arg(1024), default=8, help="patch size of cached factors (default 8)")
+    build.add_argument("--pool", type=pool_arg, default="auto",
+                       help="patch size of cached factors, or 'auto' (default): the model's default patch size "
+                            "(the explorer's) and the coarser ones it falls back to")
     build.add_argument("--engine", choices=["local", "ray"], default="local", help="in-process or Ray Data")
     build.add_argument("--address", help="Ray address: auto, ray://HOST:10001 or HOST:6379 (default: local Ray)")
     build.add_argument("--concurrency", type=int, default=2, help="Ray workers (default 2)")
@@ -129,7 +131,8 @@ def _add_explain(sub) -> None:
     explain.add_argument("--pairs", type=count_arg(10_000), default=30,
                          help="number of patch pairs drawn/listed (default 30)")
     explain.add_argument("--gamma", type=gamma_arg, help="a number or JSON {layer: gamma} (default: model's)")
-    explain.add_argument("--pool", type=count_arg(1024), default=8, help="patch size in model-input pixels (default 8)")
+    explain.add_argument("--pool", type=pool_arg, default="auto",
+                         help="patch size in model-input pixels (default 'auto': the model's, as in the explorer)")
 
 
 def _add_export(sub) -> None:
@@ -266,7 +269,10 @@ def cmd_explain(args) -> int:
     check_destination(args.out, "--out", "pair.png")
     check_destination(args.csv, "--csv", "pairs.csv")
     corpus = _open(args)
-    explanation = corpus.explain(args.model, args.id1, args.id2, gamma=args.gamma, pool=args.pool)
+    from corpus_index.build import default_pool
+
+    pool = default_pool(args.model) if args.pool == "auto" else args.pool
+    explanation = corpus.explain(args.model, args.id1, args.id2, gamma=args.gamma, pool=pool)
     title = (f"{explanation.model_key}: items {args.id1} and {args.id2}, y = {explanation.score:.4g}, "
              f"sum of explanation = {explanation.total:.4g}")
     from bilrp_core.render import PairStyle

@@ -85,6 +85,11 @@ def count_arg(high: int):
     return parse
 
 
+def pool_arg(text: str) -> int | str:
+    """A patch size from 1 to 1024 px, or ``auto``: the model's default (:func:`corpus_index.build.default_pool`)."""
+    return "auto" if text.strip().lower() == "auto" else _whole(text, "a patch size in pixels or 'auto'", 1, 1024)
+
+
 def check_destination(path: str | None, option: str, example: str) -> None:
     """Refuse an output file that cannot be written, before any computation (not after minutes of it)."""
     if path is None or path == "-":

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from corpus_index.metadata_edit import last_edit
 from corpus_index.models import UNTRAINED_MARK, is_untrained, key_transform_count
 
 if TYPE_CHECKING:
@@ -48,8 +49,7 @@ def _version(corpus: Corpus, model_key: str) -> tuple:
     """What the cached pair scores depend on: the feature files, the items, the last metadata edit."""
     files = corpus.features(model_key).batch_files()
     stamps = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
-    last_edit = corpus.store._conn().execute("SELECT MAX(id) FROM metadata_edits").fetchone()[0]
-    return str(corpus.root), model_key, stamps, corpus.count(), last_edit
+    return str(corpus.root), model_key, stamps, corpus.count(), last_edit(corpus.store)
 
 
 def _scores(vectors: np.ndarray, first: np.ndarray, second: np.ndarray, group: int) -> np.ndarray:
@@ -73,6 +73,8 @@ def _pairs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def _all_pair_scores(corpus: Corpus, model_key: str) -> dict:
     ids, vectors = corpus.stored_vectors(model_key)
+    if len(ids) < 2:  # e.g. a model explained on the fly, never built: no pairs to compare with
+        return {}
     kinds = corpus.items(ids=ids.tolist()).set_index("id")["kind"] if len(ids) else pd.Series(dtype=object)
     item_kinds = np.asarray([kinds.get(int(i)) for i in ids], dtype=object)
     group = key_transform_count(model_key)

@@ -40,12 +40,20 @@ PICTURE_KINDS = ("illustration", "woodcut", "diagram", "title page")
 FILTER_LABELS = {"kind": "Kind", "book": "Book", "place": "Place", "printer": "Printer"}
 
 
+def _family(key: str) -> str | None:
+    try:
+        return parse_model_key(key).family
+    except ValueError:  # a custom key
+        return None
+
+
 def model_for_kind(kind: str | None) -> str:
-    """The model offered first for an item of ``kind``: ``bigram`` for tables; for pictures VGG-16 with ImageNet
-    weights when installed, else the configured (untrained) VGG-16; the configured default for anything else."""
+    """The model offered first for an item of ``kind``: the bigram network for tables (the first bigram key the
+    explorer offers: built or configured); for pictures VGG-16 with ImageNet weights when installed, else the
+    configured (untrained) VGG-16; the configured default for anything else."""
     default = config.default_model()
     if kind == "table":
-        return "bigram"
+        return next((key for key in links.known_models() if _family(key) == "bigram"), default)
     if kind in PICTURE_KINDS and imagenet_available():
         return compose("vgg16in", sized_base(default, *config.demo_models()))
     return default

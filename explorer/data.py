@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from corpus_index.build import POOLS, default_pool  # noqa: F401 - the pages read both from here
 from corpus_index.filters import BROWSE_FILTERS, YEAR_FILTERS
 from corpus_index.progress import Progress
 from explorer import links
@@ -143,6 +144,10 @@ def missing_factors(model_key: str, item_ids, gamma, pool) -> list[int]:
 def compute_factors(model_key: str, item_ids, gamma, pool, progress: Progress | None = None) -> None:
     """Compute (and cache) the factors of items that have none yet, reporting progress item by item and, on a
     progress bar, within each item as the batches of its backward pass finish."""
+    from explorer import prefetch
+
+    # The background worker may be computing one of them right now: wait for it rather than compute it twice.
+    prefetch.take_over(corpus(), model_key, item_ids, gamma, pool, timeout=120)
     todo = missing_factors(model_key, item_ids, gamma, pool)
     for number, item_id in enumerate(todo):
         message, within = f"BiLRP factors of item {item_id} ({model_key})", None
@@ -219,7 +224,6 @@ def load_upload(image_bytes: bytes) -> Image.Image:
     return open_validated(image_bytes)
 
 
-POOLS = (4, 8, 16, 32, 64)
 MAX_PAIR_CELLS = 8_000_000  # largest dense pair matrix (H1·W1·H2·W2 floats, 32 MB) the app computes
 # The bigram network's pairs are sparse (a few patches per bigram, bilrp_core.sparse_pair); their bound is the
 # worst case of a page full of digits, where the pair would be stored dense (256 MB).
@@ -248,16 +252,6 @@ def _sparse_family(model_key: str | None) -> bool:
         return bool(model_key) and parse_model_key(model_key).family == "bigram"
     except ValueError:  # a custom or malformed key
         return False
-
-
-def default_pool(model_key: str) -> int:
-    """The patch size a model's explanations start with: the same for every pair of the model.
-
-    The bigram network sees pages normalised to one print size, where a table row is about 22–32 px tall (demo
-    tables and real-size scans alike): 16-px patches keep neighbouring rows apart. Other models (VGG-16's
-    fixed-size input) use the paper's 8-px patches.
-    """
-    return 16 if _sparse_family(model_key) else 8
 
 
 def check_pair_size(shape1: tuple[int, int], shape2: tuple[int, int], pool: int, model_key: str | None = None) -> None:

@@ -7,7 +7,7 @@ import streamlit as st
 from corpus_index import score_context
 from corpus_index.csv_export import csv_bytes
 from corpus_index.models import UNTRAINED_MARK, is_untrained, model_label
-from explorer import controls, data, errors, links, prefetch, resources, shell
+from explorer import controls, data, errors, links, prefetch, resources, shell, verdict_form
 from explorer.captions import item_caption
 
 shell.enter()  # run outside app.py (a first deep link on a fresh server): hand over to it
@@ -100,6 +100,7 @@ with errors.shown("Finding neighbours"):
                             + (f"  \n{share}" if share else "") + f"  \n{item_caption(row)}")
                 if query_image_bytes is None:
                     links.link("Explain", "explain", pair=(item, int(row.id)), model=model)
+                    verdict_form.verdict_popover((item, int(row.id)), model, row.score, key=f"nb_verdict_{row.id}")
                 elif st.button("Explain", key=f"nb_explain_{row.id}"):
                     st.session_state["upload_query"] = query_image_bytes
                     links.go("explain", pair=(0, int(row.id)), model=model, query="upload")

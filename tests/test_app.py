@@ -61,7 +61,7 @@ def page_links(at, page):
 def follow(at, page, **params):
     """Follow the link to ``page`` with exactly these deep-link parameters, as the browser does: the target page
     runs with the link's query parameters (AppTest cannot click a page link)."""
-    wanted = {k: str(v) for k, v in params.items()}
+    wanted = {k: str(v) for k, v in params.items() if k != "h"}
     for link in page_links(at, page):
         carried = dict(parse_qsl(link.proto.query_string))
         if {k: v for k, v in carried.items() if k != "h"} == wanted:  # h: the items' content hashes (citable)
@@ -131,6 +131,7 @@ def test_neighbours_explain_button_opens_the_pair(app, demo_root):
     no_problems(at)
     at.toggle(key="nb_table").set_value(True).run()
     best = int(at.dataframe[0].value["id"].iloc[0])
+    assert at.radio(key=f"nb_verdict_{best}_label").value is None  # each card offers a verdict on the pair
     follow(at, "explain", pair=f"{first}-{best}", model=MODEL)
     no_problems(at)
     assert at.query_params["pair"] in ([f"{first}-{best}"], f"{first}-{best}")
@@ -200,17 +201,20 @@ def test_explain_page_numbers_and_gamma_controls(app, demo_root):
     assert score > 0 and abs(total - score) <= 1e-3 * abs(score)  # bias-free ReLU net: Σ R = y
     assert len(at.dataframe[0].value) == 30
     labels = [d.label for d in at.get("download_button")]
-    assert labels == ["Picture (PNG)", "Top patch pairs (CSV)", "Web Annotation (JSON-LD)"]
+    assert labels == ["Picture (PNG)", "Figure (PDF)", "Figure (SVG)", "Top patch pairs (CSV)",
+                      "Web Annotation (JSON-LD)"]
     at.slider(key="ex_top").set_value(5).run()
     assert len(at.dataframe[0].value) == 5
     at.radio(key="ex_sign").set_value("negative").run()
     assert (at.dataframe[0].value["relevance"] < 0).all()
     at.radio(key="ex_gmode").set_value("global").run()
     at.slider(key="ex_gglobal").set_value(1.0).run()
+    at.button(key="ex_apply").click().run()  # γ needs new factors: computed on Apply
     no_problems(at)
     assert at.query_params["gamma"] in (["1"], "1")
     first_relevance = at.dataframe[0].value["relevance"].iloc[0]
     at.radio(key="ex_gmode").set_value("default").run()
+    at.button(key="ex_apply").click().run()
     assert at.dataframe[0].value["relevance"].iloc[0] != first_relevance  # γ changes the explanation
     at.select_slider(key="ex_layer").set_value(10).run()
     no_problems(at)

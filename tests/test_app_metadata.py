@@ -129,8 +129,8 @@ def test_explain_and_compare_pairs_with_missing_metadata(app, sparse):
         header = next(m.value for m in at.markdown if m.value.startswith("**A:**"))
         assert f"#{ids[first]}" in header and f"#{ids[second]}" in header
         assert not any(word in header for word in MISSING_WORDS), header
-        assert [d.label for d in at.get("download_button")] == ["Picture (PNG)", "Top patch pairs (CSV)",
-                                                                 "Web Annotation (JSON-LD)"]
+        assert [d.label for d in at.get("download_button")] == ["Picture (PNG)", "Figure (PDF)", "Figure (SVG)",
+                                                                 "Top patch pairs (CSV)", "Web Annotation (JSON-LD)"]
         compare = AppTest.from_file(APP, default_timeout=TIMEOUT)
         compare.query_params.update({"pair": pair, "model": MODEL})
         compare.run()

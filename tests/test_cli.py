@@ -124,6 +124,16 @@ def test_build_with_factors_caches_every_item(root, capsys):
     assert len(list((root / "factors" / SMALL_VGG_KEY).glob("*-p16/*.npy"))) == 8  # explain used p4
 
 
+def test_build_factors_by_default_caches_the_explorers_patch_size(root, capsys):
+    assert run(root, "build", "--model", SMALL_VGG_KEY, "--factors") == 0  # --pool auto
+    assert "BiLRP factors: 8 computed" in capsys.readouterr().out
+    # VGG's default (8 px, as the Explain page), plus the coarser sizes it falls back to, summed from them.
+    assert {p.name.rsplit("-p", 1)[1] for p in (root / "factors" / SMALL_VGG_KEY).glob("*-p*")} >= {"8", "16"}
+    assert len(list((root / "factors" / SMALL_VGG_KEY).glob("*-p8/*.npy"))) == 8
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["build", "--model", SMALL_VGG_KEY, "--factors", "--pool", "big"])
+
+
 def test_demo_generates_ingests_and_builds(tmp_path, capsys):
     root = tmp_path / "demo"
     assert main(["--root", str(root), "demo", "--books", "1", "--model", SMALL_VGG_KEY]) == 0

@@ -51,14 +51,6 @@ def test_demo_build_caches_every_table_pair(tmp_path, monkeypatch, vgg_as_table_
     assert (again.built[0].factors.computed, again.built[0].factors.cached) == (0, len(tables))
 
 
-def test_default_pool_is_the_explorers():
-    from explorer import data
-
-    for key in ["bigram", "bigram-aligned", SMALL_VGG_KEY, "vgg16-L17-h100-seed0", "tiny-test"]:
-        assert build.default_pool(key) == data.default_pool(key)
-    assert build.POOLS == data.POOLS
-
-
 def test_auto_pool_is_the_default_and_its_coarser_fallbacks(tmp_path, monkeypatch):
     """The default patch size is computed; the coarser ones (for pairs of large pages) are sums of it."""
     corpus = make_corpus(tmp_path, per_book=1)

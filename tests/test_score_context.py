@@ -45,6 +45,12 @@ def test_pair_scores_are_every_pair_of_the_kind(corpus, kind):
     np.testing.assert_allclose(pair_scores(corpus, TINY_KEY, kind), expected, rtol=1e-6)
 
 
+def test_a_model_without_stored_vectors_has_no_percentile(corpus):
+    unbuilt = "vgg16-L5-h4-seed3-px32"  # explained on the fly, never built: nothing to compare a score with
+    assert len(pair_scores(corpus, unbuilt, "table")) == 0
+    assert math.isnan(percentile(corpus, unbuilt, 1.0, "table"))
+
+
 def test_percentile_counts_lower_pairs(corpus):
     scores = brute_force(corpus, "table")
     assert percentile(corpus, TINY_KEY, scores[-1] + 1, "table") == 100.0
