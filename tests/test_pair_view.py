@@ -11,6 +11,7 @@ from explorer.pair_view import (
     CROP_HEIGHT,
     DIGITS,
     chosen_rank,
+    data_uri,
     detected_digits,
     digits_in_patches,
     link_traces,
@@ -83,3 +84,14 @@ def test_detected_digits_of_a_bigram_network_are_boxes_on_the_scan():
     for value, x0, y0, x1, y1 in found:
         assert 0 <= value <= 9 and x0 < x1 and y0 < y1
         assert -20 < (x0 + x1) / 2 < 180 and -20 < (y0 + y1) / 2 < 100  # on the scan, in its pixels
+
+
+def test_data_uri_is_kept_per_pixels_not_per_object():
+    page = Image.new("RGB", (60, 40), "white")
+    first = data_uri(page)
+    assert data_uri(page.copy()) == first  # a fresh copy of the same scan (the page's cached reads give copies)
+    ImageDraw.Draw(page).rectangle((5, 5, 20, 20), fill="black")
+    changed = data_uri(page)
+    assert changed != first  # other pixels: encoded anew, never a stale picture
+    decoded = Image.open(io.BytesIO(base64.b64decode(changed.split(",", 1)[1])))
+    assert decoded.size == (60, 40) and decoded.getpixel((10, 10))[0] < 60
