@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from tiny_corpus import APP, explorer_session
 
 from explorer.shell import PAGES
 
 pytestmark = pytest.mark.slow  # Streamlit AppTest runs of whole pages: the full suite, not the fast subset
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MODEL = "vgg16-L5-h8-seed0-px64"
 OTHER_MODEL = "vgg16-L10-h8-seed0-px64"
 TIMEOUT = 240
@@ -42,9 +42,7 @@ def demo_root(tmp_path_factory):
 @pytest.fixture
 def app(demo_root, monkeypatch):
     """A fresh AppTest session on the demo root (not run yet)."""
-    monkeypatch.setenv("SPHAERA_ROOT", str(demo_root))
-    monkeypatch.setenv("SPHAERA_MODELS", MODEL)
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+    return explorer_session(monkeypatch, demo_root, MODEL, TIMEOUT)
 
 
 def no_problems(at):

@@ -5,14 +5,12 @@ click plotly charts: clicks on the matrix and the network are followed in tests/
 """
 
 import re
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
+from tiny_corpus import explorer_session
 
 pytestmark = pytest.mark.slow  # whole-page AppTest runs
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MODEL = "vgg16-L5-h8-seed0-px64"
 TIMEOUT = 240
 
@@ -28,11 +26,7 @@ def demo_root(tmp_path_factory):
 
 @pytest.fixture
 def editions_page(demo_root, monkeypatch):
-    monkeypatch.setenv("SPHAERA_ROOT", str(demo_root))
-    monkeypatch.setenv("SPHAERA_MODELS", MODEL)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"model": MODEL, "ed_kind": "illustration"})
+    at = explorer_session(monkeypatch, demo_root, MODEL, TIMEOUT, model=MODEL, ed_kind="illustration")
     return at.switch_page("pages/editions.py").run()
 
 

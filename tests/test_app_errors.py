@@ -11,13 +11,11 @@ import zlib
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-from tiny_corpus import make_sparse_corpus
+from tiny_corpus import explorer_session, make_sparse_corpus
 
 pytestmark = pytest.mark.slow  # Streamlit AppTest runs of whole pages: the full suite, not the fast subset
 
 APP_DIR = Path(__file__).resolve().parent.parent
-APP = str(APP_DIR / "app.py")
 MODEL = "vgg16-L5-h8-seed0-px64"
 HUGE = "vgg16-L17-h100-seed0-px2048"  # malformed: corpus_index.models allows at most 1024 px
 LARGE = "vgg16-L17-h100-seed0-px1024"  # a valid key, but not one the controls offer on this corpus
@@ -51,11 +49,7 @@ def built(monkeypatch):
 
 def page(root, monkeypatch, path, **params):
     """An AppTest session on ``root``, switched to the page file ``path`` with these query parameters."""
-    monkeypatch.setenv("SPHAERA_ROOT", str(root))
-    monkeypatch.setenv("SPHAERA_MODELS", MODEL)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update(params)
+    at = explorer_session(monkeypatch, root, MODEL, TIMEOUT, **params)
     at.run()
     return at.switch_page(path).run()
 

@@ -6,18 +6,16 @@ Scans added without a CSV have no year, book, title …; pandas keeps a missing 
 complete items; every page runs on it under AppTest (VGG-16 cut at layer 5, 64 px, h = 8, random weights).
 """
 
-from pathlib import Path
 
 import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
-from tiny_corpus import FORMULA_TITLE, SPARSE_FIELDS, make_sparse_corpus
+from tiny_corpus import APP, FORMULA_TITLE, SPARSE_FIELDS, explorer_session, make_sparse_corpus
 
 from explorer.captions import field, item_caption
 
 pytestmark = pytest.mark.slow  # Streamlit AppTest runs of whole pages: the full suite, not the fast subset
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MODEL = "vgg16-L5-h8-seed0-px64"
 TIMEOUT = 120
 MISSING_WORDS = ("nan", "<NA>", "None")  # what a missing field looks like when a page formats it by itself
@@ -36,10 +34,7 @@ def sparse(tmp_path_factory):
 
 @pytest.fixture
 def app(sparse, monkeypatch):
-    monkeypatch.setenv("SPHAERA_ROOT", str(sparse[0]))
-    monkeypatch.setenv("SPHAERA_MODELS", MODEL)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+    return explorer_session(monkeypatch, sparse[0], MODEL, TIMEOUT)
 
 
 def ids_by_label(items) -> dict[str, int]:

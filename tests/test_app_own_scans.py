@@ -3,20 +3,18 @@ with a CSV that updates items already in the corpus, Neighbours' settings in the
 the clear gap and the model offered for a table."""
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-from tiny_corpus import make_corpus
+from tiny_corpus import APP, explorer_session, make_corpus
 
 from corpus_index import score_context
 from corpus_index.corpus import Corpus
 
 pytestmark = pytest.mark.slow  # whole pages under AppTest
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MODEL = "vgg16-L5-h8-seed0-px64"
 TIMEOUT = 120
 
@@ -32,10 +30,7 @@ def root(tmp_path):
 
 @pytest.fixture
 def app(root, monkeypatch):
-    monkeypatch.setenv("SPHAERA_ROOT", str(root))
-    monkeypatch.setenv("SPHAERA_MODELS", MODEL)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return AppTest.from_file(APP, default_timeout=TIMEOUT)
+    return explorer_session(monkeypatch, root, MODEL, TIMEOUT)
 
 
 def page(app, name, **params):
@@ -146,12 +141,15 @@ def test_neighbours_marks_a_clear_gap_and_the_untrained_network(app, root, monke
     corpus.close()
 
 
-def test_a_table_is_offered_the_bigram_network(app, root):
+def test_a_table_is_offered_the_bigram_network(app, root, monkeypatch):
     corpus = Corpus.open(root)
     table = int(corpus.items(kind="table")["id"].iloc[0])
     woodcut = int(corpus.items(kind="woodcut")["id"].iloc[0])
     corpus.close()
-    at = page(app, "neighbours", item=str(table))
+    at = page(app, "neighbours", item=str(table))  # no bigram key offered here: the configured default
+    assert at.radio(key="nb_family").value == "vgg16"
+    monkeypatch.setenv("SPHAERA_MODELS", f"{MODEL},bigram")
+    at = page(AppTest.from_file(APP, default_timeout=TIMEOUT), "neighbours", item=str(table))
     assert at.radio(key="nb_family").value == "bigram"
     other = AppTest.from_file(APP, default_timeout=TIMEOUT)
     other.query_params.update({"item": str(woodcut)})

@@ -3,17 +3,16 @@
 AppTest cannot see images or plotly charts: the tests look at the store, messages, tables and downloads.
 """
 
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from tiny_corpus import explorer_session
 
 from corpus_index import verdicts
 from tests.tiny_corpus import SMALL_VGG_KEY, make_corpus
 
 pytestmark = pytest.mark.slow  # whole-page AppTest runs
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +29,7 @@ def root(tmp_path_factory):
 
 @pytest.fixture
 def app(root, monkeypatch):
-    monkeypatch.setenv("SPHAERA_ROOT", str(root))
-    monkeypatch.setenv("SPHAERA_MODELS", SMALL_VGG_KEY)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    return AppTest.from_file(APP, default_timeout=120)
+    return explorer_session(monkeypatch, root, SMALL_VGG_KEY)
 
 
 def no_problems(at):

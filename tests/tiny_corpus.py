@@ -128,3 +128,19 @@ def make_sparse_corpus(folder: Path, seed: int = 0) -> Corpus:
         corpus.store.add_item(hash=digest, source=str(path), path=str(path), width=image.width,
                               height=image.height, thumb=thumb, **fields)
     return corpus
+
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def explorer_session(monkeypatch, root, models: str, timeout: float = 120, **params):
+    """A fresh AppTest session of the explorer (``app.py``) on the corpus at ``root``, offering ``models``, with
+    these query parameters; not run yet. One thread per test process: the suite's pages run side by side."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SPHAERA_ROOT", str(root))
+    monkeypatch.setenv("SPHAERA_MODELS", models)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    session = AppTest.from_file(APP, default_timeout=timeout)
+    session.query_params.update(params)
+    return session
