@@ -90,13 +90,16 @@ with iiif_tab:
                                         progress=progress_bar("fetching canvases …"))
             st.session_state["add_report"] = report
 
+def counts(*outcomes) -> None:
+    """One metric per (label, list of items) of a report, side by side."""
+    for column, (label, members) in zip(st.columns(len(outcomes)), outcomes, strict=True):
+        column.metric(label, len(members))
+
+
 report = st.session_state.get("add_report")
 if report is not None:
     st.subheader("Ingest report")
-    cols = st.columns(3)
-    cols[0].metric("Added", len(report.added))
-    cols[1].metric("Already in the corpus", len(report.duplicates))
-    cols[2].metric("Skipped", len(report.skipped))
+    counts(("Added", report.added), ("Already in the corpus", report.duplicates), ("Skipped", report.skipped))
     outcome = report.to_dataframe()
     if "reason" in outcome:  # the reasons in plain words, as every other page shows them
         outcome["reason"] = outcome["reason"].map(lambda reason: errors.plain(reason) if isinstance(reason, str)
@@ -121,10 +124,7 @@ if report is not None:
 updated = st.session_state.get("add_update_report")
 if updated is not None:
     st.subheader("Metadata update from the CSV")
-    cols = st.columns(3)
-    cols[0].metric("Updated", len(updated.updated))
-    cols[1].metric("Already up to date", len(updated.unchanged))
-    cols[2].metric("Rows skipped", len(updated.skipped))
+    counts(("Updated", updated.updated), ("Already up to date", updated.unchanged), ("Rows skipped", updated.skipped))
     st.dataframe(updated.to_dataframe(), hide_index=True)
     for _, item_id, _ in updated.updated[:MAX_LINKS]:
         links.link(f"Find neighbours of {item_caption(data.item(item_id))}", "neighbours", item=item_id)
