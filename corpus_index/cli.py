@@ -286,7 +286,11 @@ def cmd_explain(args) -> int:
     print(title + (f" [{UNTRAINED_MARK}]" if untrained else ""))
     print(f"wrote {args.out}")
     if args.csv:  # boxes on the model input and on the scans (a region item's on its page), as the explorer's
-        _write_csv(mark_table(explanation.table(n=args.pairs), untrained), args.csv)
+        from corpus_index.export import explanation_evidence
+
+        table = explanation_evidence(corpus.store, explanation.table(n=args.pairs), args.id1, args.id2,
+                                     explanation.model_key, explanation.gamma, pool, explanation.score)
+        _write_csv(mark_table(table, untrained), args.csv)
     return 0
 
 

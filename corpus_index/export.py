@@ -6,6 +6,7 @@ and its :class:`~corpus_index.storage.store.Store` (filters, books).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -84,3 +85,18 @@ def book_of_neighbour(corpus: Corpus, cache: dict, item_id: int):
         frame = corpus.store.query_items(ids=[item_id])
         cache[item_id] = frame["book"].iloc[0] if len(frame) else None
     return cache[item_id]
+
+
+def explanation_evidence(store, table: pd.DataFrame, item1: int | None, item2: int, model_key: str, gamma,
+                         pool: int, score: float) -> pd.DataFrame:
+    """The top patch pairs of an explanation as a CSV that stands on its own: each row with both items' metadata
+    (``book1, title1, …, source2``, :func:`corpus_index.verdicts.with_items`) and the parameters (model, γ, patch
+    size, score). ``item1`` None: an uploaded scan, which has no metadata."""
+    from corpus_index.verdicts import with_items
+
+    frame = table.assign(item1=-1 if item1 is None else int(item1), item2=int(item2))  # -1 names no item
+    frame = with_items(store, frame)
+    if item1 is None:
+        frame["item1"] = "upload"
+    gamma_text = gamma if isinstance(gamma, str) else json.dumps(gamma, sort_keys=True, default=float)
+    return frame.assign(model=model_key, gamma=gamma_text, pool=int(pool), score=float(score))

@@ -13,6 +13,7 @@ from bilrp_core.render import heatmap
 from corpus_index import annotations, score_context
 from corpus_index import figure as publication
 from corpus_index.csv_export import csv_bytes
+from corpus_index.export import explanation_evidence
 from corpus_index.models import UNTRAINED_MARK, is_untrained, load_model, model_label, parse_model_key
 from explorer import controls, data, errors, links, pair_view, resources, shell, verdict_form
 from explorer.captions import item_caption
@@ -300,7 +301,9 @@ def exports(explanation, originals, model, gamma_text, pool, view_table, table, 
                                  on_click="ignore", key="ex_pdf")
     downloads[2].download_button("Figure (SVG)", lambda: figure("svg"), f"{stem}.svg", "image/svg+xml",
                                  on_click="ignore", key="ex_svg")
-    downloads[3].download_button("Top patch pairs (CSV)", csv_bytes(publication.mark_table(table, untrained)),
+    evidence = explanation_evidence(corpus.store, table, None if upload else pair[0], pair[1], model, gamma_text,
+                                    pool, explanation.score)  # both items' metadata and the parameters
+    downloads[3].download_button("Top patch pairs (CSV)", csv_bytes(publication.mark_table(evidence, untrained)),
                                  f"{stem}.csv", "text/csv", on_click="ignore", key="ex_csv")
     downloads[4].download_button("Web Annotation (JSON-LD)", lambda: json.dumps(annotation, indent=1).encode(),
                                  f"{stem}.jsonld", "application/ld+json", on_click="ignore", key="ex_anno")

@@ -10,6 +10,7 @@ from PIL import Image
 from tiny_corpus import SMALL_VGG_KEY, make_sparse_corpus, write_source
 
 from corpus_index.cli import build_parser, main
+from corpus_index.corpus import Corpus
 from corpus_index.models import UnknownModelKeyError, parse_model_key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,6 +66,11 @@ def test_explain_writes_png_and_pair_csv(root, tmp_path):
     assert {"relevance", "img1_x0", "img1_y1", "img2_x0", "orig1_x1"} <= set(table.columns)
     assert (table["img1_x1"] - table["img1_x0"]).eq(4).all()
     assert table["relevance"].abs().is_monotonic_decreasing
+    # The CSV stands on its own: both items' metadata and the parameters on every row.
+    items = Corpus.open(root).items().set_index("id")
+    assert (table["item1"] == 1).all() and (table["item2"] == 2).all()
+    assert (table["title1"] == items.loc[1, "title"]).all() and (table["source2"] == items.loc[2, "source"]).all()
+    assert (table["model"] == SMALL_VGG_KEY).all() and (table["pool"] == 4).all() and table["score"].nunique() == 1
 
 
 def test_export_every_item(root, tmp_path):
@@ -216,8 +222,6 @@ def _app_table(explanation, items, originals, n):
 def test_explain_csv_of_a_region_item_has_page_coordinates_like_the_app(tmp_path):
     """A region item's patch boxes in the CLI's CSV are on its page, as the explorer's table shows them."""
     import numpy as np
-
-    from corpus_index.corpus import Corpus
 
     source = tmp_path / "scans"
     source.mkdir()
