@@ -71,9 +71,11 @@ def test_gallery_neighbours_explain_gamma_and_csv(tmp_path):
         assert first == item and second != item
         expect(page.get_by_text("Share explained")).to_be_visible(timeout=120_000)
         wait_idle(page)
-        # the pair explanation and both heatmaps are real, loaded images
+        # the zoomable pair view holds both scans, and the strongest pair's two patches are real, loaded images
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .layer-above image, "
+                               ".js-plotly-plot image').length >= 2", timeout=60_000)
         page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')]"
-                               ".filter(img => img.complete && img.naturalWidth > 100).length >= 3", timeout=60_000)
+                               ".filter(img => img.complete && img.naturalWidth > 100).length >= 2", timeout=60_000)
         page.screenshot(path=ARTIFACTS / "browser-3-explain.png", full_page=True)
 
         # Move the γ control: one global γ, then the slider three steps to the right with the keyboard.
@@ -84,9 +86,12 @@ def test_gallery_neighbours_explain_gamma_and_csv(tmp_path):
         for _ in range(3):
             slider.press("ArrowRight")
         wait_idle(page)
+        assert "gamma=0.4" not in page.url  # a new γ needs new factors: nothing is computed before Apply
+        page.get_by_role("button", name="Apply").click()
+        wait_idle(page)
         page.wait_for_function("() => location.search.includes('gamma=0.4')", timeout=30_000)
         assert query(page)["gamma"] == "0.4"  # 0.25 + 3 × 0.05, in the deep link
-        expect(page.get_by_text("γ 0.4, 8-px patches")).to_be_visible(timeout=120_000)  # redrawn at the new γ
+        expect(page.get_by_text("γ 0.4, 8-px squares")).to_be_visible(timeout=120_000)  # redrawn at the new γ
         wait_idle(page)
         page.screenshot(path=ARTIFACTS / "browser-4-gamma.png", full_page=True)
 
