@@ -2,15 +2,16 @@
 
 One forward pass per image, then all h output dimensions go through one batched backward (chunked over h to bound
 memory), or, where each dimension's relevance covers a small part of the input, through windows around it
-(:mod:`bilrp_core.windowed`; the same numbers). Input relevance is summed over channels and sum-pooled over
-pool×pool patches *before* the outer product, so Σ of the pair matrix is the explained similarity and the matrix
-stays small.
+(:mod:`bilrp_core.windowed`), or where many dimensions share costly bottom layers, through those layers once per
+colour of patches (:mod:`bilrp_core.colored`); the same numbers. Input relevance is summed over channels and
+sum-pooled over pool×pool patches *before* the outer product, so Σ of the pair matrix is the explained similarity
+and the matrix stays small.
 """
 
 import torch
 import torch.nn.functional as F
 
-from . import windowed
+from . import colored, windowed
 from .composite import rules_for
 from .model import norm_scale
 from .numerics import safe_divide
@@ -20,9 +21,10 @@ from .sparse_pair import SparseFactors, SparsePair
 #: (2^26 floats = 256 MB per tensor); on a CPU the backward is memory-bandwidth bound and small chunks that stay in
 #: cache are fastest (measured by benchmarks/bench_speed.py, see docs/design.md).
 CHUNK_ELEMENTS = {"cuda": 2**26, "cpu": 2**21}
-#: How factors are computed: chosen per input ("auto"), every dimension over the whole input ("dense"), or only
-#: through the windows that can receive each dimension's relevance ("windowed").
-METHODS = ("auto", "dense", "windowed")
+#: How factors are computed: chosen per input ("auto"), every dimension over the whole input ("dense"), only
+#: through the windows that can receive each dimension's relevance ("windowed"), or the bottom layers once per
+#: colour of patches ("colored").
+METHODS = ("auto", "dense", "windowed", "colored")
 
 
 def as_batch_of_one(model, x):
@@ -116,7 +118,9 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
     propagated back either over the whole input ("dense") or only through the windows of each layer's input that
     can receive it ("windowed", :mod:`bilrp_core.windowed`): for the bigram network a bigram's relevance starts
     where it fires in the digit maps and grows by each layer's receptive field, a small part of a page. Both give
-    the same factors (up to the order of floating-point sums); windowed factors skip the zeros.
+    the same factors (up to the order of floating-point sums); windowed factors skip the zeros. Coloured factors
+    ("colored", :mod:`bilrp_core.colored`) run the bottom layers once per colour of patches instead of once per
+    dimension, again the same factors: for VGG's many projected dimensions this saves most of the work.
 
     Parameters
     ----------
@@ -131,17 +135,20 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
         Output dimensions per batched backward; by default as many as fit :data:`CHUNK_ELEMENTS` for the device.
     dims : sequence of int, optional
         Only these output dimensions (default: all h).
-    method : {"auto", "dense", "windowed"}
+    method : {"auto", "dense", "windowed", "colored"}
         "windowed" needs every rule below the features to be local (conv, max-pool, elementwise layers) and
         spatial features without a projection, or a top layer that places each dimension's relevance (the bigram
         pooling); otherwise — e.g. VGG's random projection, or any Linear layer over flattened maps — it falls
         back to dense. "auto" (the default) computes windowed factors when it can and the windows cover on average
-        less than :data:`bilrp_core.windowed.AUTO_SUPPORT` of the input, dense factors otherwise.
-        ``chunk_size`` applies to dense factors only.
+        less than :data:`bilrp_core.windowed.AUTO_SUPPORT` of the input; otherwise coloured factors
+        (:mod:`bilrp_core.colored`: the layers below a split run once per colour of patches, not once per
+        dimension) when their estimated multiply-adds are fewer than dense factors', dense factors otherwise.
+        "colored" uses coloured factors whenever the first layer has an adjoint, dense factors otherwise.
+        ``chunk_size`` applies to dense factors and to the dense part of coloured ones.
     progress : callable, optional
         ``progress(done, total)`` after each batch of the backward: dimensions done of all non-zero dimensions
-        (dense), or (dimension, window) pairs done of all pairs (windowed). Counts grow and end at ``total``;
-        raising from it stops the computation.
+        (dense), (dimension, window) pairs done of all pairs (windowed), or colours then dimensions done of
+        both (colored). Counts grow and end at ``total``; raising from it stops the computation.
 
     Returns
     -------
@@ -163,6 +170,19 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
         with torch.no_grad():
             windowed.run_windows(plan, out, active, (ph, pw), progress)
         return out
+    coloured = _colored_plan(rules, contexts, shapes + [a_top.shape], (ph, pw), len(active), method)
+    if coloured is not None:
+        split = coloured.split
+
+        def relevance_at_split(rows):
+            seeds = _top_relevance(model, a_top, [dims[i] for i in rows])
+            return _backward(model, rules[split:], contexts[split:], seeds)
+
+        chunk = chunk_size or _auto_chunk(contexts[split:], x.new_empty(coloured.level_shape), len(active))
+        with torch.no_grad():
+            colored.run_colored(coloured, out, active, relevance_at_split, chunk,
+                                _auto_chunk(coloured.contexts, x, coloured.colors), progress)
+        return out
     chunk = chunk_size or _auto_chunk(contexts, x, max(1, len(active)))
     with torch.no_grad():
         for start in range(0, len(active), chunk):
@@ -178,7 +198,7 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
 
 def _windowed_plan(model, rules, contexts, shapes, a_top, dims, method):
     """The windowed plan when ``method`` asks for it (or "auto" finds the support small), else None (dense)."""
-    if method == "dense":
+    if method in ("dense", "colored"):
         return None
     with torch.no_grad():
         plan = windowed.plan_windows(model, rules, contexts, shapes, a_top, dims)
@@ -187,8 +207,19 @@ def _windowed_plan(model, rules, contexts, shapes, a_top, dims, method):
     return plan
 
 
-def factor_method(model, x, gamma=None, dims=None, method="auto"):
-    """"windowed" or "dense": how :func:`relevance_factors` computes the factors of ``x`` with these arguments.
+def _colored_plan(rules, contexts, shapes, pool, n_dims, method):
+    """The coloured plan when ``method`` is "colored" (and a split exists), or "auto" finds it cheaper than dense."""
+    if method not in ("auto", "colored") or not n_dims:
+        return None
+    plan = colored.plan_colors(rules, contexts, shapes, pool, n_dims)
+    if plan is None or (method == "auto" and plan.cost >= plan.dense_cost):
+        return None
+    return plan
+
+
+def factor_method(model, x, gamma=None, dims=None, method="auto", pool=8):
+    """"windowed", "colored" or "dense": how :func:`relevance_factors` computes the factors of ``x`` with these
+    arguments.
 
     Runs the forward pass; for tests, benchmarks and diagnostics.
     """
@@ -197,7 +228,10 @@ def factor_method(model, x, gamma=None, dims=None, method="auto"):
     contexts, a_top = _forward_and_prepare(model, x, rules, shapes)
     dims = list(range(output_dim(model, a_top))) if dims is None else list(dims)
     chosen = [dims[i] for i in _active_dims(model, a_top, dims)]
-    return "dense" if _windowed_plan(model, rules, contexts, shapes, a_top, chosen, method) is None else "windowed"
+    if _windowed_plan(model, rules, contexts, shapes, a_top, chosen, method) is not None:
+        return "windowed"
+    coloured = _colored_plan(rules, contexts, shapes + [a_top.shape], pool_size(pool), len(chosen), method)
+    return "dense" if coloured is None else "colored"
 
 
 def _active_dims(model, a_top, dims):

@@ -13,6 +13,11 @@ local (e.g. a Linear layer over flattened maps); ``rule.crop(ctx, below, above)`
 whole input, to a batch of windows of the layer's input (``below``) and output (``above``), so that ``backward``
 runs unchanged on the crops. Crops reuse the normalisers of the one full forward pass: nothing is recomputed on a
 window, so windowed and dense factors are the same numbers.
+
+Rules that are local may also offer ``rule.adjoint(ctx, u)``, the transpose of the linear map ``backward(ctx, ·)``
+(u input-shaped with a batch dimension, the result output-shaped): ⟨backward(ctx, r), u⟩ = ⟨r, adjoint(ctx, u)⟩,
+for contexts of the whole input (not crops). The coloured factors of :mod:`bilrp_core.colored` run it forward
+through the bottom of the network.
 """
 
 from dataclasses import dataclass
@@ -93,6 +98,13 @@ class GammaRule:
         s = relevance / normaliser(ctx, self.eps)
         return ctx["a"] * linear_transpose(ctx["layer"], s, ctx["weight"], ctx["a"].shape, ctx.get("padding"))
 
+    def adjoint(self, ctx, u):
+        """Transpose of ``backward``: R_in = a ⊙ Tᵀ(R_out / z) gives u_out = T(a ⊙ u) / z, T the layer with ρ(w).
+
+        T has no bias: the bias enters z only, and z is fixed by the forward pass.
+        """
+        return linear_forward(ctx["layer"], ctx["a"] * u, ctx["weight"], None) / normaliser(ctx, self.eps)
+
     def footprint(self, ctx):
         return conv_footprint(ctx["layer"])
 
@@ -131,6 +143,21 @@ class ZBoxRule:
             - ctx["low"] * linear_transpose(layer, s, ctx["w_pos"], shape, padding)
             - ctx["high"] * linear_transpose(layer, s, ctx["w_neg"], shape, padding)
         )
+
+    def adjoint(self, ctx, u):
+        """Transpose of ``backward``: u_out = [T_w(x ⊙ u) − T_w⁺(low ⊙ u) − T_w⁻(high ⊙ u)] / z (no bias).
+
+        With one group the three maps are one conv of the stacked (x, low, high) ⊙ u with (w, −w⁺, −w⁻): the
+        pixel layer's few input channels make three thin convs slower than one three times as wide.
+        """
+        layer = ctx["layer"]
+        inputs = [ctx["a"] * u, ctx["low"] * u, ctx["high"] * u]
+        weights = [layer.weight, -ctx["w_pos"], -ctx["w_neg"]]
+        if getattr(layer, "groups", 1) == 1:
+            numerator = linear_forward(layer, torch.cat(inputs, 1), torch.cat(weights, 1), None)
+        else:
+            numerator = sum(linear_forward(layer, v, w, None) for v, w in zip(inputs, weights, strict=True))
+        return numerator / normaliser(ctx, self.eps)
 
     def footprint(self, ctx):
         return conv_footprint(ctx["layer"])
@@ -193,6 +220,15 @@ class MaxPoolRule(GradientRule):
         grad.scatter_add_(2, ctx["indices"].expand(m, -1, -1), s.flatten(2))
         return a * grad.view(m, *a.shape[1:])
 
+    def adjoint(self, ctx, u):
+        """Transpose of ``backward`` (a scatter of a ⊙ R/out): gather a ⊙ u at the arg-max of each output, ÷ out.
+
+        Division by out with the same convention as ``backward`` (0 where out = 0), so the two are exact transposes.
+        """
+        out = ctx["out"]
+        gathered = (ctx["a"] * u).flatten(2).gather(2, ctx["indices"].expand(u.shape[0], -1, -1))
+        return safe_divide(gathered.view(u.shape[0], *out.shape[1:]), out)
+
     def footprint(self, ctx):
         return ctx["geometry"]
 
@@ -227,6 +263,10 @@ class GateRule(GradientRule):
     def backward(self, ctx, relevance):
         return relevance * ctx["open"]
 
+    def adjoint(self, ctx, u):
+        """A diagonal map is its own transpose: u ⊙ [gate open]."""
+        return u * ctx["open"]
+
     def footprint(self, ctx):
         return SAME
 
@@ -251,6 +291,10 @@ class SignalTakeAllRule:
     def backward(self, ctx, relevance):
         return self.signal_rule.backward(ctx, relevance)
 
+    def adjoint(self, ctx, u):
+        """The signal conv's γ-rule adjoint (the gate and ReLU pass relevance unchanged)."""
+        return self.signal_rule.adjoint(ctx, u)
+
     def footprint(self, ctx):
         return self.signal_rule.footprint(ctx)
 
@@ -266,6 +310,10 @@ class PassRule:
 
     def backward(self, ctx, relevance):
         return relevance
+
+    def adjoint(self, ctx, u):
+        """The identity is its own transpose."""
+        return u
 
     def footprint(self, ctx):
         return SAME

@@ -120,13 +120,13 @@ def test_rotation_max_factors_windowed_equal_dense(demo_page, transform, pool):
     torch.testing.assert_close(wrapped.relevance_factors(x, transform, gamma=0.5, pool=pool), windowed)
 
 
-def test_auto_chooses_windowed_for_a_sparse_page_and_dense_for_vgg(demo_page, monkeypatch):
+def test_auto_chooses_windowed_for_a_sparse_page_and_not_for_vgg(demo_page, monkeypatch):
     page = demo_page[0]
     model = bigram_network()
     assert factor_method(model, page) == "windowed"
     assert factor_method(model, page, method="dense") == "dense"
     vgg = vgg16_similarity(layer=5, proj_dim=8, image_size=32)
-    assert factor_method(vgg, torch.rand(1, 3, 32, 32)) == "dense"
+    assert factor_method(vgg, torch.rand(1, 3, 32, 32)) == "colored"  # cheaper than dense (tests/test_colored.py)
     assert factor_method(vgg, torch.rand(1, 3, 32, 32), method="windowed") == "dense"  # the projection is global
     calls = []
     real = attribution.windowed.run_windows
@@ -135,10 +135,10 @@ def test_auto_chooses_windowed_for_a_sparse_page_and_dense_for_vgg(demo_page, mo
     assert calls
 
 
-def test_auto_chooses_dense_when_windows_cover_most_of_the_input():
+def test_auto_does_not_window_when_windows_cover_most_of_the_input():
     torch.manual_seed(3)
     model = bigram_network(BigramOptions(threshold=0), pretrained=False)  # every response counts: dense maps
-    assert factor_method(model, random_page(64, 64, blobs=6)) == "dense"
+    assert factor_method(model, random_page(64, 64, blobs=6)) == "colored"  # not windowed; colouring is cheaper
     assert factor_method(model, random_page(64, 64, blobs=6), method="windowed") == "windowed"
 
 
