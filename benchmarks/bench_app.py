@@ -79,7 +79,8 @@ def run(args) -> dict:
                                  "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}}
     models = f"{args.model},{TABLE_MODEL}"
     with tempfile.TemporaryDirectory() as tmp, \
-            streamlit_server(Path(tmp) / "root", models, books=args.books, log=Path(tmp) / "st.log") as url, \
+            streamlit_server(Path(tmp) / "root", models, books=args.books, log=Path(tmp) / "st.log",
+                             threads=None) as url, \
             sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})

@@ -253,8 +253,9 @@ def add_coarser_pools(store: Store, factor_cache: FactorCache, model_key: str, i
     written = 0
     for item_id, tag in store.content_tags(item_ids).items():
         todo = [p for p in coarser if not factor_cache.is_current(key, schedule, p, item_id, None, tag)]
-        fine = factor_cache.load(key, schedule, pool, item_id, None, tag) if todo else None
+        fine = factor_cache.load_entry(key, schedule, pool, item_id, None, tag) if todo else None
         for coarse in todo if fine is not None else []:
-            factor_cache.save(key, schedule, coarse, item_id, coarsen_factors(fine, coarse // pool), None, tag)
+            factor_cache.save(key, schedule, coarse, item_id, coarsen_factors(fine[0], coarse // pool), None, tag,
+                              fine[1])
             written += 1
     return written

@@ -324,21 +324,33 @@ class Corpus:
         return ex.compute_factors(model, _as_image(image), ex.resolve_schedule(model, gamma), pool, transform,
                                   progress)
 
-    def explain(self, model_key: str, id1: int, id2: int, gamma=None, pool=8) -> ex.Explanation:
+    def input_shape(self, model_key: str, item_id: int) -> tuple[int, int]:
+        """(H, W) of an item as the model's input: kept with its cached factors, else from preprocessing its scan
+        (the bigram network keeps a page's size, scaled to its print)."""
+        key = canonical_key(model_key)
+        shape = self.factor_cache.input_shape(key, int(item_id), self._tag(item_id))
+        if shape is None:
+            x = load_model(key).preprocess(self.image(int(item_id)))
+            shape = (int(x.shape[-2]), int(x.shape[-1]))
+        return shape
+
+    def explain(self, model_key: str, id1: int, id2: int, gamma=None, pool=8, images: bool = True) -> ex.Explanation:
         """BiLRP explanation of the similarity of two items, from cached factors (computed on first use).
 
         For rotation-max models, the pair of flips/rotations with the highest similarity is explained, on the
         images in their original orientation. Its table of patch pairs gives boxes on the items' image files
-        (a region item's on its page).
+        (a region item's on its page). ``images=False`` leaves out the model input images (only
+        :meth:`~corpus_index.explanation.Explanation.draw` needs them): with cached factors no scan is read.
         """
         key = canonical_key(model_key)
         model = load_model(key)
         self._check_current(key)
         schedule = ex.resolve_schedule(model, gamma)  # a bad γ is refused before any image is read
         sides = [self._pair_side(key, int(id1)), self._pair_side(key, int(id2))]
-        return ex.explain_pair(self.factor_cache, model, key, sides, schedule, pool)
+        return ex.explain_pair(self.factor_cache, model, key, sides, schedule, pool, images)
 
-    def explain_image(self, model_key: str, image, item_id: int, gamma=None, pool=8) -> ex.Explanation:
+    def explain_image(self, model_key: str, image, item_id: int, gamma=None, pool=8,
+                      images: bool = True) -> ex.Explanation:
         """BiLRP explanation of (an uploaded image, a corpus item): the upload's factors are computed (not
         cached), the item's come from the cache. ``image`` is a PIL image or a path."""
         image = _as_image(image)
@@ -347,17 +359,21 @@ class Corpus:
         self._check_current(key)
         schedule = ex.resolve_schedule(model, gamma)
         sides = [ex.PairSide(image=image), self._pair_side(key, int(item_id))]
-        return ex.explain_pair(self.factor_cache, model, key, sides, schedule, pool)
+        return ex.explain_pair(self.factor_cache, model, key, sides, schedule, pool, images)
 
     def _pair_side(self, key: str, item_id: int) -> ex.PairSide:
-        """An item as one side of a pair: its image, stored φ (if current), content tag and place on its file."""
-        region = parse_region(self.item(item_id).get("region"))
+        """An item as one side of a pair: its image (read when needed), stored φ (if current), content tag, place on
+        its file and size."""
+        item = self.item(item_id)
+        region = parse_region(item.get("region"))
+        tag = self._tag(item_id)
         try:
-            phi = self.features(key).vector(item_id, tag=self._tag(item_id))
+            phi = self.features(key).vector(item_id, tag=tag)
         except KeyError:  # a model not built yet: the explanation computes φ
             phi = None
-        return ex.PairSide(image=self.image(item_id), item_id=item_id, phi=phi, tag=self._tag(item_id),
-                           offset=(0, 0) if region is None else (int(region[0]), int(region[1])))
+        size = (item["width"], item["height"]) if item.get("width") and item.get("height") else None
+        return ex.PairSide(image=lambda: self.image(item_id), item_id=item_id, phi=phi, tag=tag,
+                           offset=(0, 0) if region is None else (int(region[0]), int(region[1])), size=size)
 
     # -- metadata after ingest ----------------------------------------------------------------------------------
     def ingest_uploads(self, folder, metadata_csv=None, progress: Progress | None = None):

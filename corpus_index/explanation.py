@@ -17,6 +17,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -81,8 +82,9 @@ class Explanation:
         y = <phi(x), phi(x')>, the similarity the index shows.
     total : float
         ``pair.sum()``; equals ``score`` up to rounding for bias-free ReLU models (Proposition 1).
-    image1, image2 : PIL.Image
-        The two images as the model saw them (model input size), for drawing.
+    image1, image2 : PIL.Image or None
+        The two images as the model saw them (model input size), for :meth:`draw`; None when the explanation was
+        made without them (``explain_pair(..., images=False)``: the explorer draws on the scans themselves).
     model_key : str
     gamma : dict
         The resolved schedule {layer index: gamma} used.
@@ -96,6 +98,8 @@ class Explanation:
         is drawn on the images in their original orientation).
     original_sizes : ((w1, h1), (w2, h2)) or None
         Sizes of what the two items show (the scan, or the region of a page) before preprocessing.
+    input_sizes : ((w1, h1), (w2, h2)) or None
+        Sizes of the two model inputs (the patch grid's pixels); default the sizes of ``image1`` and ``image2``.
     offsets : ((x1, y1), (x2, y2))
         Where that lies on its image file: a region's top-left corner, (0, 0) for a whole scan or an upload.
     """
@@ -103,8 +107,8 @@ class Explanation:
     pair: np.ndarray | SparsePair
     score: float
     total: float
-    image1: Image.Image
-    image2: Image.Image
+    image1: Image.Image | None
+    image2: Image.Image | None
     model_key: str
     gamma: dict
     pool: int | tuple
@@ -113,6 +117,13 @@ class Explanation:
     transforms: tuple | None = None
     original_sizes: tuple[Size, Size] | None = None
     offsets: tuple[Size, Size] = ((0, 0), (0, 0))
+    input_sizes: tuple[Size, Size] | None = None
+
+    def __post_init__(self) -> None:
+        if self.input_sizes is None:
+            if self.image1 is None or self.image2 is None:
+                raise ValueError("an Explanation needs its images or its input_sizes")
+            self.input_sizes = (self.image1.size, self.image2.size)
 
     def table(self, n: int = 20, sign: str = "both", threshold: float | None = None, original_sizes=None,
               offsets=None):
@@ -126,7 +137,7 @@ class Explanation:
 
         sizes = original_sizes if original_sizes is not None else self.original_sizes
         table = top_pairs(self.pair, pool=self.pool, n=n, sign=sign, threshold=threshold,
-                          input_sizes=(self.image1.size, self.image2.size), original_sizes=sizes)
+                          input_sizes=self.input_sizes, original_sizes=sizes)
         for side, (dx, dy) in enumerate(offsets if offsets is not None else self.offsets, start=1):
             for column, offset in (("x0", dx), ("x1", dx), ("y0", dy), ("y1", dy)):
                 if offset and f"orig{side}_{column}" in table:
@@ -137,6 +148,9 @@ class Explanation:
         """Both images side by side with curves between the strongest pairs (:func:`bilrp_core.render.draw_pair`)."""
         from bilrp_core.render import draw_pair
 
+        if self.image1 is None or self.image2 is None:
+            raise ValueError("this explanation was made without the model's input images (images=False); "
+                             "explain the pair again with images=True to draw it")
         return draw_pair(self.image1, self.image2, self.pair, top=top, sign=sign, **options)
 
 
@@ -169,9 +183,14 @@ def compute_factors(model, image: Image.Image, schedule: dict[int, float], pool,
     hears of the batches of the backward pass as they finish (dimensions, or windows; not for rotation-max models),
     so a bar moves within one page.
     """
+    return factors_of_input(model, model.preprocess(image), schedule, pool, transform, progress)
+
+
+def factors_of_input(model, x: torch.Tensor, schedule: dict[int, float], pool, transform: int | None = None,
+                     progress: Progress | None = None) -> np.ndarray:
+    """:func:`compute_factors` of an input the model has already preprocessed (its size is ``x.shape[-2:]``)."""
     import bilrp_core
 
-    x = model.preprocess(image)
     if transform is None:
         batches = None if progress is None else (lambda done, total: progress(done, total, "BiLRP factors"))
         factors = bilrp_core.relevance_factors(model, x, gamma=schedule, pool=pool, progress=batches)
@@ -197,7 +216,7 @@ def pair_from_factors(factors1, factors2) -> np.ndarray | SparsePair:
 
 def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, image: Callable[[], Image.Image],
                    gamma=None, pool=8, transform: int | None = None, tag: str | None = None,
-                   sparse: bool = False, progress: Progress | None = None) -> tuple[np.ndarray | SparseFactors, bool]:
+                   sparse: bool = False, progress: Progress | None = None) -> CachedFactors:
     """Factors of one item from ``cache``, computed (and cached) on first use.
 
     Parameters
@@ -223,18 +242,27 @@ def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, imag
 
     Returns
     -------
-    factors : ndarray (h, H/p, W/p) float32, or SparseFactors
-    cached : bool
-        Whether they came from the cache.
+    CachedFactors
+        The factors, whether they came from the cache, and the model input's (H, W) when known.
     """
     transform = check_transform(model, transform)
     schedule = resolve_schedule(model, gamma)
-    factors = cache.load(model_key, schedule, pool, item_id, transform, tag, sparse=sparse)
-    if factors is not None:
-        return factors, True
-    factors = compute_factors(model, image(), schedule, pool, transform, progress)
-    cache.save(model_key, schedule, pool, item_id, factors, transform, tag or "")
-    return factors, False
+    entry = cache.load_entry(model_key, schedule, pool, item_id, transform, tag, sparse=sparse)
+    if entry is not None:
+        return CachedFactors(entry[0], True, entry[1])
+    x = model.preprocess(image())
+    factors = factors_of_input(model, x, schedule, pool, transform, progress)
+    shape = (int(x.shape[-2]), int(x.shape[-1]))
+    cache.save(model_key, schedule, pool, item_id, factors, transform, tag or "", shape)
+    return CachedFactors(factors, False, shape)
+
+
+class CachedFactors(NamedTuple):
+    """What :func:`cached_factors` found or computed."""
+
+    factors: np.ndarray | SparseFactors
+    cached: bool
+    input_shape: Size | None  # (H, W) of the model input; None for files from before it was kept
 
 
 def cache_factors(cache: FactorCache, model, model_key: str, rows: Sequence[tuple[int, str, str | None]],
@@ -265,10 +293,11 @@ def cache_factors(cache: FactorCache, model, model_key: str, rows: Sequence[tupl
             def batches(finished, total, _message, item_id=item_id, done=done):
                 progress(done, len(rows), f"BiLRP factors {model_key}: {item_id} ({finished}/{total} batches)")
 
+            x = model.preprocess(image)
+            shape = (int(x.shape[-2]), int(x.shape[-1]))
             for transform in transforms:
-                factors = compute_factors(model, image, schedule, pool, transform,
-                                          None if progress is None else batches)
-                cache.save(model_key, schedule, pool, item_id, factors, transform, tags.get(int(item_id), ""))
+                factors = factors_of_input(model, x, schedule, pool, transform, None if progress is None else batches)
+                cache.save(model_key, schedule, pool, item_id, factors, transform, tags.get(int(item_id), ""), shape)
             report.computed += 1
         if progress is not None:
             progress(report.cached + number, len(rows), f"BiLRP factors {model_key}: {item_id}")
@@ -279,59 +308,82 @@ def cache_factors(cache: FactorCache, model, model_key: str, rows: Sequence[tupl
 class PairSide:
     """One image of a pair to explain: an uploaded image (``item_id`` None) or a corpus item.
 
-    ``phi`` is the item's stored φ when it has current features (else it is computed), ``tag`` its content tag
-    (for the factor cache), ``offset`` where the item lies on its image file (a region's corner).
+    ``image`` is the PIL image, or a callable returning it (an item's scan is then only read when something needs
+    its pixels: cached factors with their input size and a stored φ need none). ``phi`` is the item's stored φ
+    when it has current features (else it is computed), ``tag`` its content tag (for the factor cache),
+    ``offset`` where the item lies on its image file (a region's corner), ``size`` the (width, height) of what it
+    shows when known without reading the scan.
     """
 
-    image: Image.Image
+    image: Image.Image | Callable[[], Image.Image]
     item_id: int | None = None
     phi: np.ndarray | None = None
     tag: str | None = None
     offset: Size = (0, 0)
+    size: Size | None = None
+
+    def picture(self) -> Image.Image:
+        """The image (read once, on first use)."""
+        if callable(self.image):
+            self.image = self.image()
+        return self.image
+
+    def original_size(self) -> Size:
+        return self.size if self.size is not None else self.picture().size
 
 
 def explain_pair(cache: FactorCache, model, model_key: str, sides: Sequence[PairSide], gamma=None,
-                 pool=8) -> Explanation:
+                 pool=8, images: bool = True) -> Explanation:
     """BiLRP explanation of two images: items' factors through ``cache``, an upload's computed (not cached).
 
     For rotation-max models the pair of flips/rotations with the highest similarity is explained, on the images
-    in their original orientation.
+    in their original orientation. With ``images=False`` the explanation carries no model input images (only
+    their sizes): an item with a stored φ and cached factors that know their input size is then never read or
+    preprocessed, which is what makes re-opening a cached pair fast.
     """
     from corpus_index.models import embed, transform_count
 
     schedule = resolve_schedule(model, gamma)
-    inputs = [model.preprocess(side.image) for side in sides]
+    inputs: dict[int, torch.Tensor] = {}
+
+    def model_input(index: int) -> torch.Tensor:
+        if index not in inputs:
+            inputs[index] = model.preprocess(sides[index].picture())
+        return inputs[index]
+
     phis = []
-    for side, x in zip(sides, inputs, strict=True):
+    for index, side in enumerate(sides):
         if side.phi is None:  # an upload, or a model not built yet: one forward pass
             with torch.no_grad():
-                phis.append(embed(model, x)[0].cpu().numpy())
+                phis.append(embed(model, model_input(index))[0].cpu().numpy())
         else:
             phis.append(side.phi)
     group = transform_count(model)
     scores = phis[0].reshape(group, -1).astype(np.float64) @ phis[1].reshape(group, -1).astype(np.float64).T
     best = np.unravel_index(int(np.argmax(scores)), scores.shape)
     transforms = [None, None] if group == 1 else [int(t) for t in best]
-    factors, cached = [], []
-    for side, transform in zip(sides, transforms, strict=True):
+    factors, cached, shapes = [], [], []
+    for index, (side, transform) in enumerate(zip(sides, transforms, strict=True)):
         if side.item_id is None:
-            factors.append(compute_factors(model, side.image, schedule, pool, transform))
-            cached.append(False)
+            x = model_input(index)
+            found = CachedFactors(factors_of_input(model, x, schedule, pool, transform), False, tuple(x.shape[-2:]))
         else:
-            array, hit = cached_factors(cache, model, model_key, side.item_id, lambda side=side: side.image,
-                                        schedule, pool, transform, tag=side.tag, sparse=True)
-            factors.append(array)
-            cached.append(hit)
+            found = cached_factors(cache, model, model_key, side.item_id, side.picture, schedule, pool, transform,
+                                   tag=side.tag, sparse=True)
+        factors.append(found.factors)
+        cached.append(found.cached)
+        shapes.append(found.input_shape or tuple(model_input(index).shape[-2:]))
     pair = pair_from_factors(*factors)
     names = None
     if group > 1:
         from bilrp_core.rotation import TRANSFORMS
 
         names = tuple(TRANSFORMS[t][0] for t in transforms)
+    pictures = [model_input_image(model, model_input(i), side.picture()) if images else None
+                for i, side in enumerate(sides)]
     return Explanation(
         pair=pair, score=float(scores[best]), total=float(pair.sum(dtype=np.float64)),
-        image1=model_input_image(model, inputs[0], sides[0].image),
-        image2=model_input_image(model, inputs[1], sides[1].image),
-        model_key=model_key, gamma=schedule, pool=pool, ids=tuple(side.item_id for side in sides),
-        cached=tuple(cached), transforms=names, original_sizes=tuple(side.image.size for side in sides),
-        offsets=tuple(side.offset for side in sides))
+        image1=pictures[0], image2=pictures[1], model_key=model_key, gamma=schedule, pool=pool,
+        ids=tuple(side.item_id for side in sides), cached=tuple(cached), transforms=names,
+        original_sizes=tuple(side.original_size() for side in sides), offsets=tuple(side.offset for side in sides),
+        input_sizes=tuple((int(w), int(h)) for h, w in shapes))

@@ -101,12 +101,19 @@ def pair_scores(corpus: Corpus, model_key: str, kind: str | None = None) -> np.n
 def percentile(corpus: Corpus, model_key: str, score: float, kind: str | None) -> float:
     """The percentage of the pairs of ``kind`` (None or an unknown kind: all pairs) that score *lower* than
     ``score`` under ``model_key``; NaN when the corpus has no such pairs with stored vectors."""
-    scores = pair_scores(corpus, model_key, kind)
-    if kind is not None and len(scores) == 0:
-        scores = pair_scores(corpus, model_key, None)
-    if len(scores) == 0 or not math.isfinite(score):
-        return math.nan
-    return 100.0 * np.searchsorted(scores, score, side="left") / len(scores)
+    return float(percentiles(corpus, model_key, [score], kind)[0])
+
+
+def percentiles(corpus: Corpus, model_key: str, scores: Sequence[float], kind: str | None) -> np.ndarray:
+    """:func:`percentile` of several scores at once (the pair scores are looked up once: a page of neighbours)."""
+    values = np.asarray(list(scores), dtype=np.float64)
+    pairs = pair_scores(corpus, model_key, kind)
+    if kind is not None and len(pairs) == 0:
+        pairs = pair_scores(corpus, model_key, None)
+    if len(pairs) == 0:
+        return np.full(len(values), math.nan)
+    found = 100.0 * np.searchsorted(pairs, values, side="left") / len(pairs)
+    return np.where(np.isfinite(values), found, math.nan)
 
 
 def percentile_text(value: float, kind: str | None) -> str:
@@ -181,4 +188,4 @@ def with_untrained_mark(frame: pd.DataFrame, model_key: str) -> pd.DataFrame:
 
 
 __all__ = ["GAP_FACTOR", "GAP_SHARE", "MAX_PAIRS", "best_related", "clear_gap", "pair_scores", "percentile",
-           "percentile_text", "related_text", "untrained_note", "with_untrained_mark"]
+           "percentiles", "percentile_text", "related_text", "untrained_note", "with_untrained_mark"]

@@ -92,16 +92,16 @@ def item_caption(row: Any, short: bool = False) -> str:
     return " · ".join(p for p in (head, *(shown or [NO_METADATA])) if p)
 
 
-def book_option(book: str, books: pd.DataFrame | None) -> str:
-    """A book id as a filter option: ``b03 — Sphaera mundi (1550)`` when the corpus knows its title."""
-    if books is None or book not in set(books["book"]):
-        return str(book)
-    row = books.set_index("book").loc[book]
-    title = field(row, "title")
-    year = field(row, "year")
-    details = " ".join(t for t in (_shortened(str(title), SHORT_TITLE) if title else None,
-                                   f"({_text(year)})" if year is not None else None) if t)
-    return f"{book} — {details}" if details else str(book)
+def book_options(books: pd.DataFrame | None) -> dict[str, str]:
+    """Book ids as filter options, by id: ``b03 — Sphaera mundi (1550)`` where the corpus knows a title or year
+    (one pass over the books: a filter with hundreds of books is labelled on every run)."""
+    labels = {}
+    for row in ([] if books is None else books.to_dict("records")):
+        title, year = field(row, "title"), field(row, "year")
+        details = " ".join(t for t in (_shortened(str(title), SHORT_TITLE) if title else None,
+                                       f"({_text(year)})" if year is not None else None) if t)
+        labels[str(row["book"])] = f"{row['book']} — {details}" if details else str(row["book"])
+    return labels
 
 
-__all__ = ["NO_METADATA", "book_option", "field", "item_caption"]
+__all__ = ["NO_METADATA", "book_options", "field", "item_caption"]

@@ -18,7 +18,7 @@ from corpus_index.filters import BROWSE_FILTERS
 from corpus_index.model_families import FAMILIES
 from corpus_index.models import parse_model_key
 from explorer import config, data, links
-from explorer.captions import book_option
+from explorer.captions import book_options
 from explorer.choices import (
     PROJ_DIMS,
     blocks_for,
@@ -165,8 +165,9 @@ def _book_filter(box, label: str, key: str, options: list[str], books) -> tuple[
     """
     wanted = [book for book in (st.query_params.get(key) or "").split(",") if book in options]
     links.seed(key, wanted, key)
+    labels = book_options(books)
     chosen = box.multiselect(label, options, key=key, placeholder="any",
-                             format_func=lambda book: book_option(book, books))
+                             format_func=lambda book: labels.get(str(book), str(book)))
     links.write(**{key: ",".join(chosen) or None})
     return tuple(chosen)
 

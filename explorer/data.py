@@ -85,6 +85,15 @@ def preview(root: str, item_id: int, size: int = 520) -> bytes:
     return jpeg_bytes(picture)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def related_text(root: str, version: tuple, model_key: str, item_id: int, kind: str | None) -> str:
+    """The query's best same-book and same-group pairs in words (:func:`corpus_index.score_context.related_text`),
+    kept per data version: it reads the features of the query's book and group."""
+    from corpus_index import score_context
+
+    return score_context.related_text(corpus(), model_key, int(item_id), kind)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def image(root: str, item_id: int) -> Image.Image:
     """The full image of an item."""
@@ -164,15 +173,19 @@ def compute_factors(model_key: str, item_ids, gamma, pool, progress: Progress | 
 
 
 @st.cache_data(show_spinner=False, max_entries=16)  # pair matrices can be tens of MB for large inputs
-def explanation(root: str, model_key: str, id1: int, id2: int, gamma_text: str, pool: int):
-    """The Corpus' Explanation of a pair (factors from the disk cache, computed on first use)."""
-    return corpus().explain(model_key, int(id1), int(id2), gamma=parse_gamma(gamma_text), pool=int(pool))
+def explanation(root: str, model_key: str, id1: int, id2: int, gamma_text: str, pool: int, images: bool = False):
+    """The Corpus' Explanation of a pair (factors from the disk cache, computed on first use); ``images``: with
+    the model input images (for ``Explanation.draw``) — without them a cached pair reads no scan."""
+    return corpus().explain(model_key, int(id1), int(id2), gamma=parse_gamma(gamma_text), pool=int(pool),
+                            images=images)
 
 
-def explain(model_key: str, id1: int, id2: int, gamma, pool: int, progress: Progress | None = None):
-    """An explanation, computing missing factors first so their progress can be shown."""
+def explain(model_key: str, id1: int, id2: int, gamma, pool: int, progress: Progress | None = None,
+            images: bool = False):
+    """An explanation, computing missing factors first so their progress can be shown; ``images`` for pages
+    that draw it with ``Explanation.draw`` (the Explain page draws on the scans themselves)."""
     compute_factors(model_key, (id1, id2), gamma, pool, progress)
-    return explanation(str(corpus().root), model_key, int(id1), int(id2), encode_gamma(gamma), int(pool))
+    return explanation(str(corpus().root), model_key, int(id1), int(id2), encode_gamma(gamma), int(pool), images)
 
 
 @st.cache_data(show_spinner=False, max_entries=4096)
@@ -233,10 +246,7 @@ MAX_SPARSE_PAIR_CELLS = 64_000_000
 @st.cache_data(show_spinner=False, max_entries=256)
 def input_shape(root: str, model_key: str, item_id: int) -> tuple[int, int]:
     """(H, W) of an item as the model's input (pages keep their size for the bigram network)."""
-    from corpus_index.models import load_model
-
-    x = load_model(model_key).preprocess(corpus().image(int(item_id)))
-    return int(x.shape[-2]), int(x.shape[-1])
+    return corpus().input_shape(model_key, int(item_id))
 
 
 def grid(shape: tuple[int, int], pool: int) -> tuple[int, int]:

@@ -77,34 +77,36 @@ def pair_figure(originals: Sequence[Image.Image], table: pd.DataFrame, digits: S
         A warning written across the top left (e.g. that the network is untrained).
     """
     where = placement([image.size for image in originals])
-    figure = go.Figure()
-    for image, scale, left in zip(originals, where.scales, where.lefts, strict=True):
-        figure.add_trace(go.Image(source=data_uri(image), x0=left, y0=0, dx=scale, dy=scale, hoverinfo="skip"))
+    traces = [{"type": "image", "source": data_uri(image), "x0": left, "y0": 0, "dx": scale, "dy": scale,
+               "hoverinfo": "skip"} for image, scale, left in zip(originals, where.scales, where.lefts, strict=True)]
     for curve in link_geometry(table, where)[::-1]:
         ends = [9] + [0] * (len(curve["x"]) - 2) + [9]  # dots at both ends: something to click on
-        figure.add_trace(go.Scatter(
-            x=curve["x"], y=curve["y"], mode="lines+markers", meta=LINK, customdata=[curve["rank"]] * len(ends),
-            line={"color": _rgba(curve["colour"], max(curve["weight"], 0.15)), "width": 1 + 3 * curve["weight"]},
-            marker={"size": ends, "color": _rgba(curve["colour"], 0.9)}, showlegend=False,
-            hovertemplate=f"pair {curve['rank']}: relevance {curve['relevance']:.3g}<extra></extra>"))
+        traces.append({
+            "type": "scatter", "x": list(curve["x"]), "y": list(curve["y"]), "mode": "lines+markers", "meta": LINK,
+            "customdata": [curve["rank"]] * len(ends),
+            "line": {"color": _rgba(curve["colour"], max(curve["weight"], 0.15)), "width": 1 + 3 * curve["weight"]},
+            "marker": {"size": ends, "color": _rgba(curve["colour"], 0.9)}, "showlegend": False,
+            "hovertemplate": f"pair {curve['rank']}: relevance {curve['relevance']:.3g}<extra></extra>"})
     if digits:
-        _add_digits(figure, digits, where)
+        traces += _digit_traces(digits, where)
     if height is None:
-        arches = -min([0.0, *(float(min(trace.y)) for trace in link_traces(figure))])
+        arches = -min([0.0, *(float(min(trace["y"])) for trace in traces if trace.get("meta") == LINK)])
         height = round(min(MAX_HEIGHT, max(MIN_HEIGHT, VIEW_WIDTH * (where.height + arches) / where.width)))
-    figure.update_xaxes(visible=False, range=[0, where.width], constrain="domain")
-    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", scaleratio=1)
     # uirevision: a re-draw (another link chosen, fewer pairs) keeps the user's zoom
-    figure.update_layout(height=height, margin={"l": 0, "r": 0, "t": 0, "b": 0}, dragmode="zoom",
-                         plot_bgcolor="white", clickmode="event+select", uirevision="pair")
+    layout = {"height": height, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "dragmode": "zoom",
+              "plot_bgcolor": "white", "clickmode": "event+select", "uirevision": "pair",
+              "xaxis": {"visible": False, "range": [0, where.width], "constrain": "domain"},
+              "yaxis": {"visible": False, "autorange": "reversed", "scaleanchor": "x", "scaleratio": 1}}
     if mark:
-        figure.add_annotation(text=mark.upper(), xref="paper", yref="paper", x=0, y=1, xanchor="left",
-                              yanchor="top", showarrow=False, font={"color": "white", "size": 14},
-                              bgcolor="rgb(190,0,0)")
-    return figure
+        layout["annotations"] = [{"text": mark.upper(), "xref": "paper", "yref": "paper", "x": 0, "y": 1,
+                                  "xanchor": "left", "yanchor": "top", "showarrow": False,
+                                  "font": {"color": "white", "size": 14}, "bgcolor": "rgb(190,0,0)"}]
+    # Built from plain dicts without plotly's per-property validation (the keys above are fixed and tested):
+    # validating ~30 traces costs more than the rest of a re-draw.
+    return go.Figure(data=traces, layout=layout, _validate=False)
 
 
-def _add_digits(figure: go.Figure, digits: Sequence[Sequence[Digit]], where: Placement) -> None:
+def _digit_traces(digits: Sequence[Sequence[Digit]], where: Placement) -> list[dict]:
     """Boxes (one trace, rectangles separated by gaps) and values (one text trace) of the detected digits."""
     xs, ys, tx, ty, text = [], [], [], [], []
     for found, scale, left in zip(digits, where.scales, where.lefts, strict=True):
@@ -115,11 +117,11 @@ def _add_digits(figure: go.Figure, digits: Sequence[Sequence[Digit]], where: Pla
             tx.append((a + c) / 2)
             ty.append(b)
             text.append(str(value))
-    figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines", meta=DIGITS, hoverinfo="skip", showlegend=False,
-                                line={"color": "rgba(0,140,60,0.6)", "width": 1}))
-    figure.add_trace(go.Scatter(x=tx, y=ty, mode="text", text=text, meta=DIGITS, hoverinfo="skip",
-                                showlegend=False, textposition="top center",
-                                textfont={"color": "rgba(0,110,45,0.9)", "size": 10}))
+    return [{"type": "scatter", "x": xs, "y": ys, "mode": "lines", "meta": DIGITS, "hoverinfo": "skip",
+             "showlegend": False, "line": {"color": "rgba(0,140,60,0.6)", "width": 1}},
+            {"type": "scatter", "x": tx, "y": ty, "mode": "text", "text": text, "meta": DIGITS, "hoverinfo": "skip",
+             "showlegend": False, "textposition": "top center",
+             "textfont": {"color": "rgba(0,110,45,0.9)", "size": 10}}]
 
 
 def link_traces(figure: go.Figure) -> list:

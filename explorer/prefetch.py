@@ -37,6 +37,9 @@ SETTLED = (READY, FAILED, MISSING)
 MAX_PENDING = 64
 #: Seconds between refreshes of the readiness captions while explanations are being prepared.
 REFRESH_S = 2.0
+#: Seconds a page's pair readiness is reused while no job finished: every card's caption asks for the whole page's
+#: pairs (to know when all are settled), within one run and when their fragments refresh together.
+READINESS_REUSE_S = 1.0
 #: What a neighbour card says about its pair's explanation.
 LABELS = {READY: ":material/check: explanation ready", QUEUED: "preparing the explanation …",
           COMPUTING: "preparing the explanation …", FAILED: "explanation could not be prepared in advance",
@@ -88,6 +91,8 @@ class Prefetcher:
         self._schedules: dict[tuple[str, str], dict] = {}  # (model key, γ id) -> resolved schedule
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._changes = 0  # requests, take-overs and finished jobs so far: readiness changes only with them
+        self._recent: dict[tuple, tuple[int, float, dict[int, str]]] = {}  # pair_readiness reuse
 
     def _jobs(self, corpus, model_key: str, item_ids: Iterable[int], gamma, pool) -> list[Job]:
         key = canonical_key(model_key)
@@ -107,6 +112,7 @@ class Prefetcher:
             if signature == self._request:
                 return
             self._request = signature
+            self._changes += 1
             self._pending.clear()
             for job in jobs[: self.max_pending]:
                 self._failed.pop(job.cell, None)  # asked again: try again
@@ -139,8 +145,26 @@ class Prefetcher:
 
     def pair_readiness(self, corpus, model_key: str, query_id: int | None, neighbour_ids: Sequence[int], gamma=None,
                        pool: int | None = None) -> dict[int, str]:
-        """The state of each pair (query, neighbour): its less ready item's (the query may be None, an upload)."""
+        """The state of each pair (query, neighbour): its less ready item's (the query may be None, an upload).
+
+        Reused for :data:`READINESS_REUSE_S` seconds while nothing is requested or finished (the same page
+        asks once per card).
+        """
         ids = [int(i) for i in neighbour_ids]
+        key = (id(corpus), model_key, query_id, tuple(ids), gamma_id(gamma), pool)
+        with self._lock:
+            changes, now = self._changes, time.monotonic()
+            recent = self._recent.get(key)
+        if recent is not None and recent[0] == changes and now - recent[1] < READINESS_REUSE_S:
+            return dict(recent[2])
+        pairs = self._pair_states(corpus, model_key, query_id, ids, gamma, pool)
+        with self._lock:
+            if len(self._recent) > 64:
+                self._recent.clear()
+            self._recent[key] = (changes, now, pairs)
+        return dict(pairs)
+
+    def _pair_states(self, corpus, model_key: str, query_id: int | None, ids: list[int], gamma, pool):
         states = self.readiness(corpus, model_key, ([] if query_id is None else [int(query_id)]) + ids, gamma, pool)
         query = READY if query_id is None else states[int(query_id)]
         return {i: max(query, states[i], key=_PRECEDENCE.index) for i in ids}
@@ -153,6 +177,7 @@ class Prefetcher:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._pending = deque(job for job in self._pending if job.cell not in cells)
+            self._changes += 1
             while self._computing is not None and self._computing.cell in cells:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -212,6 +237,7 @@ class Prefetcher:
                 if reason is not None:
                     self._failed[job.cell] = reason
                 self._computing = None
+                self._changes += 1
                 self._lock.notify_all()
 
     def _compute(self, job: Job) -> str | None:

@@ -247,7 +247,8 @@ with errors.shown("Finding matching items"):
                 for n, other in enumerate(others):
                     data.check_pair_size(data.input_shape(root, model, earliest), data.input_shape(root, model, other),
                                          pool)
-                    explanations.append(data.explain(model, earliest, other, None, pool, bar.part(n, len(others))))
+                    explanations.append(data.explain(model, earliest, other, None, pool, bar.part(n, len(others)),
+                                                     images=True))
                 bar.empty()
                 shared = shared_relevance([e.pair for e in explanations])
                 st.markdown("**Shared regions** — where the printings agree with the earliest one (red), averaged "

@@ -250,8 +250,9 @@ def show(explanation, originals, model, gamma_text, pool, top, threshold, sign, 
         sides = crops.columns(2)
         sides[0].image(data.jpeg_bytes(left), caption=f"A, at ({row['orig1_x0']:.0f}, {row['orig1_y0']:.0f})")
         sides[1].image(data.jpeg_bytes(right), caption=f"B, at ({row['orig2_x0']:.0f}, {row['orig2_y0']:.0f})")
-    with st.expander("Where each page's similarity lies (heatmaps)"):
-        maps = st.columns(2)
+    heatmaps = st.expander("Where each page's similarity lies (heatmaps)", key="ex_heatmaps", on_change="rerun")
+    if heatmaps.open:  # drawn only when opened: the page re-draws without them
+        maps = heatmaps.columns(2)
         for axis, column in enumerate(maps):
             column.image(data.jpeg_bytes(heatmap(explanation.pair, originals[axis], axis=axis, height=360)),
                          width="stretch", caption=f"{'AB'[axis]}: how much each place adds to the similarity")
@@ -280,11 +281,20 @@ def exports(explanation, originals, model, gamma_text, pool, view_table, table, 
     if table.empty:
         st.info("No patch pair passes these settings: lower the threshold or show both signs to export.")
         return
-    annotation = annotations.each_annotation(  # one annotation per patch pair, with citable targets
-        annotations.explanation_annotations(corpus.store, items, table, model, explanation.gamma, explanation.score,
-                                            explanation.total, pool,
-                                            upload=st.session_state["upload_query"] if upload else None),
-        lambda one: publication.mark_annotation(one, untrained))
+    upload_bytes = st.session_state["upload_query"] if upload else None
+
+    def annotation() -> bytes:  # one annotation per patch pair, with citable targets; made when downloaded
+        made = annotations.each_annotation(
+            annotations.explanation_annotations(corpus.store, items, table, model, explanation.gamma,
+                                                explanation.score, explanation.total, pool, upload=upload_bytes),
+            lambda one: publication.mark_annotation(one, untrained))
+        return json.dumps(made, indent=1).encode()
+
+    def evidence() -> bytes:  # both items' metadata and the parameters with every row; made when downloaded
+        rows = explanation_evidence(corpus.store, table, None if upload else pair[0], pair[1], model, gamma_text,
+                                    pool, explanation.score)
+        return csv_bytes(publication.mark_table(rows, untrained))
+
     caption = publication.caption_text(items, names, model_label(model), gamma_text, explanation.score,
                                        datetime.date.today(), untrained)
 
@@ -301,12 +311,10 @@ def exports(explanation, originals, model, gamma_text, pool, view_table, table, 
                                  on_click="ignore", key="ex_pdf")
     downloads[2].download_button("Figure (SVG)", lambda: figure("svg"), f"{stem}.svg", "image/svg+xml",
                                  on_click="ignore", key="ex_svg")
-    evidence = explanation_evidence(corpus.store, table, None if upload else pair[0], pair[1], model, gamma_text,
-                                    pool, explanation.score)  # both items' metadata and the parameters
-    downloads[3].download_button("Top patch pairs (CSV)", csv_bytes(publication.mark_table(evidence, untrained)),
-                                 f"{stem}.csv", "text/csv", on_click="ignore", key="ex_csv")
-    downloads[4].download_button("Web Annotation (JSON-LD)", lambda: json.dumps(annotation, indent=1).encode(),
-                                 f"{stem}.jsonld", "application/ld+json", on_click="ignore", key="ex_anno")
+    downloads[3].download_button("Top patch pairs (CSV)", evidence, f"{stem}.csv", "text/csv", on_click="ignore",
+                                 key="ex_csv")
+    downloads[4].download_button("Web Annotation (JSON-LD)", annotation, f"{stem}.jsonld", "application/ld+json",
+                                 on_click="ignore", key="ex_anno")
 
 
 explanation_view()

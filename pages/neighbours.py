@@ -65,6 +65,10 @@ with errors.shown("Finding neighbours"):
                 results = data.search_image(root, version, model, query_image_bytes, k, filters)
             else:
                 results = data.search(root, version, model, item, k, exclude, filters)
+        neighbour_ids = [int(i) for i in results["id"]]
+        query_id = item if query_image_bytes is None else None  # an upload's factors are never cached
+        # the explanations of these pairs are prepared in the background from now on (explorer/prefetch.py)
+        prefetch.request(corpus, model, [query_id, *neighbour_ids] if query_id is not None else neighbour_ids)
         exact = results.attrs.get("exact", True)
         untrained = f" — ⚠ {UNTRAINED_MARK}" if is_untrained(model) else ""
         st.caption(f"{len(results)} nearest by similarity score y = ⟨φ(x), φ(x')⟩ under {model_label(model)}"
@@ -76,13 +80,9 @@ with errors.shown("Finding neighbours"):
                        "does; choose the bigram network (tables) or ImageNet VGG-16 for research.")
         if results.empty:
             st.info("No item matches these filters.")
-        results = results.assign(percentile=[score_context.percentile(corpus, model, s, query_kind)
-                                             for s in results["score"]])
-        if query_image_bytes is None and (related := score_context.related_text(corpus, model, item, query_kind)):
+        results = results.assign(percentile=score_context.percentiles(corpus, model, results["score"], query_kind))
+        if query_image_bytes is None and (related := data.related_text(root, version, model, item, query_kind)):
             st.caption(related)
-        neighbour_ids = [int(i) for i in results["id"]]
-        query_id = item if query_image_bytes is None else None  # an upload's factors are never cached
-        prefetch.request(corpus, model, [query_id, *neighbour_ids] if query_id is not None else neighbour_ids)
         gap, start = score_context.clear_gap(results["score"].tolist()), 0
         for position, row in enumerate(results.itertuples(index=False)):
             if position == gap:  # the clear gap breaks the grid: what is above it belongs together

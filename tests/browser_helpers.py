@@ -28,11 +28,19 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(root: Path, models: str, books: int = 2, log: Path | None = None, timeout: float = 120):
-    """Run ``streamlit run app.py`` on a free port with SPHAERA_ROOT=root; yields the base URL."""
+def streamlit_server(root: Path, models: str, books: int = 2, log: Path | None = None, timeout: float = 120,
+                     threads: int | None = 1):
+    """Run ``streamlit run app.py`` on a free port with SPHAERA_ROOT=root; yields the base URL.
+
+    ``threads``: torch's threads in the server (1 for tests, which share the machine with pytest; None leaves
+    torch's default, one per core, as ``scripts/run.sh`` does — what benchmarks measure).
+    """
     port = free_port()
     env = dict(os.environ, SPHAERA_ROOT=str(root), SPHAERA_MODELS=models, SPHAERA_DEMO_BOOKS=str(books),
-               OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+               PYTHONPATH=str(REPO))
+    env.pop("OMP_NUM_THREADS", None)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
                "--server.port", str(port), "--server.fileWatcherType", "none"]
     output = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below

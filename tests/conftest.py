@@ -1,5 +1,7 @@
 """Shared fixtures: small random networks in float64 so the quadratic reference is exact to rounding."""
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,16 @@ from bilrp_core.layers import MaxOverAxis, MinOverAxis, MinPool2d, Shift, Shifte
 from corpus_index.storage.store import Store
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(autouse=True)
+def _explorer_prefetch_finished():
+    """After a test, the explorer's background prefetch (started by AppTest pages in this process) has finished
+    its work, so it cannot run a model while a later test counts that model's calls."""
+    yield
+    prefetch = sys.modules.get("explorer.prefetch")
+    if prefetch is not None:
+        prefetch._shared.wait_idle(timeout=300)
 
 
 def small_conv_net(seed=0, bias=True, zb=True, channels=3, proj_dim=6):

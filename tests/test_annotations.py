@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from tiny_corpus import make_corpus
 
 from bilrp_core.annotation import ScanRef, pair_annotations, scan_target
 from bilrp_core.render import top_pairs
@@ -27,7 +28,6 @@ from corpus_index.annotations import (
 )
 from corpus_index.ingest.iiif import ingest_iiif
 from tests.test_iiif import V2, FakeServer
-from tests.tiny_corpus import make_corpus
 
 ANNO_CONTEXT = "http://www.w3.org/ns/anno.jsonld"
 MOTIVATIONS = {"assessing", "bookmarking", "classifying", "commenting", "describing", "editing", "highlighting",

@@ -7,12 +7,13 @@ complete items; every page runs on it under AppTest (VGG-16 cut at layer 5, 64 p
 """
 
 
+import pandas as pd
 import pytest
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 from tiny_corpus import APP, FORMULA_TITLE, SPARSE_FIELDS, explorer_session, make_sparse_corpus
 
-from explorer.captions import field, item_caption
+from explorer.captions import book_options, field, item_caption
 
 pytestmark = pytest.mark.slow  # Streamlit AppTest runs of whole pages: the full suite, not the fast subset
 
@@ -67,6 +68,13 @@ def test_item_caption_leaves_missing_fields_out(sparse):
     assert item_caption(bare) == f"#{bare['id']} · no-metadata.png, 40×52 px"  # the file, not an id (issue 16)
     assert item_caption({"id": 4}) == "#4 · no metadata"
     assert item_caption({"id": 3, "year": float("nan"), "title": "T", "page": 2.0}) == "#3 · T · p. 2"
+
+
+def test_book_filter_options_name_title_and_year_where_known():
+    books = pd.DataFrame({"book": ["b1", "b2", "b3"], "title": ["Sphaera mundi", None, ""],
+                          "year": [1550, 1600, None]})
+    assert book_options(books) == {"b1": "b1 — Sphaera mundi (1550)", "b2": "b2 — (1600)", "b3": "b3"}
+    assert book_options(None) == {}
 
 
 def test_corpus_and_invariance_pages(app, sparse):

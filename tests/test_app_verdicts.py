@@ -6,10 +6,9 @@ AppTest cannot see images or plotly charts: the tests look at the store, message
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from tiny_corpus import explorer_session
+from tiny_corpus import SMALL_VGG_KEY, explorer_session, make_corpus
 
 from corpus_index import verdicts
-from tests.tiny_corpus import SMALL_VGG_KEY, make_corpus
 
 pytestmark = pytest.mark.slow  # whole-page AppTest runs
 
@@ -96,8 +95,9 @@ def test_verdicts_page_lists_filters_groups_and_validates(app, root):
 
 def popover_script():
     """A page holding only the Neighbours-card popover for the pair (2, 5)."""
+    from tiny_corpus import SMALL_VGG_KEY
+
     from explorer.verdict_form import verdict_popover
-    from tests.tiny_corpus import SMALL_VGG_KEY
 
     verdict_popover((5, 2), SMALL_VGG_KEY, 0.5, key="nb_verdict_5")
 

@@ -121,6 +121,15 @@ def test_zoom_pick_a_pair_and_share_the_view(tmp_path):
         assert table["digits A"].str.fullmatch(r"[0-9 ]*").all() and (table["digits A"] != "").any()
         chart.screenshot(path=ARTIFACTS / "explain-view-digits.png")
 
+        # the heatmaps are drawn when their expander is opened (not on every re-draw)
+        images_before = page.locator("[data-testid=stImage] img").count()
+        assert page.get_by_text("how much each place adds to the similarity").count() == 0
+        page.get_by_text("Where each page's similarity lies (heatmaps)").click()
+        wait_idle(page, LONG)
+        expect(page.get_by_text("A: how much each place adds to the similarity")).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("B: how much each place adds to the similarity")).to_be_visible()
+        assert page.locator("[data-testid=stImage] img").count() == images_before + 2
+
         # a shared link with non-default settings, opened in a second browser context (a colleague's browser)
         # 64 px: neither the model's default (16) nor the larger size large pages fall back to (32)
         shared = (f"pair={first}-{second}&model={MODEL}&gamma=0.5&patch=64&ex_top=5&ex_sign=positive"

@@ -11,10 +11,10 @@ import re
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from tiny_corpus import SMALL_VGG_KEY, make_corpus
 
 from corpus_index.item_refs import short_reference
 from tests.browser_helpers import CHROMIUM, REPO, launch_chromium, streamlit_server, wait_idle
-from tests.tiny_corpus import SMALL_VGG_KEY, make_corpus
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not CHROMIUM.is_file(), reason="/usr/bin/chromium is not installed "

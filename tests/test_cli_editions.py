@@ -3,10 +3,10 @@
 import networkx as nx
 import pandas as pd
 import pytest
+from tiny_corpus import TINY_KEY, make_corpus
 
 from corpus_index.cli import main
 from corpus_index.editions import analyse
-from tests.tiny_corpus import TINY_KEY, make_corpus
 
 
 @pytest.fixture

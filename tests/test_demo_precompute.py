@@ -44,6 +44,7 @@ def test_demo_build_caches_every_table_pair(tmp_path, monkeypatch, vgg_as_table_
         raise AssertionError("factors were computed for a table pair")
 
     monkeypatch.setattr(ex, "compute_factors", no_computation)
+    monkeypatch.setattr(ex, "factors_of_input", no_computation)  # the backward itself, whatever calls it
     explanation = corpus.explain(SMALL_VGG_KEY, tables[0], tables[1], gamma=None, pool=pool)
     assert explanation.total == pytest.approx(explanation.score, rel=1e-3)
 
@@ -55,13 +56,13 @@ def test_auto_pool_is_the_default_and_its_coarser_fallbacks(tmp_path, monkeypatc
     """The default patch size is computed; the coarser ones (for pairs of large pages) are sums of it."""
     corpus = make_corpus(tmp_path, per_book=1)
     computed = []
-    real_compute = ex.compute_factors
+    real_compute, real_backward = ex.compute_factors, ex.factors_of_input
 
-    def counting(model, image, schedule, pool, *rest, **options):
+    def counting(model, x, schedule, pool, *rest, **options):
         computed.append(pool)
-        return real_compute(model, image, schedule, pool, *rest, **options)
+        return real_backward(model, x, schedule, pool, *rest, **options)
 
-    monkeypatch.setattr(ex, "compute_factors", counting)
+    monkeypatch.setattr(ex, "factors_of_input", counting)
     report = corpus.precompute_factors(SMALL_VGG_KEY, [1, 2], pool="auto")
     default = build.default_pool(SMALL_VGG_KEY)
     assert report.computed == 2 and computed == [default, default]  # one backward pass per item
@@ -69,9 +70,9 @@ def test_auto_pool_is_the_default_and_its_coarser_fallbacks(tmp_path, monkeypatc
     schedule = ex.resolve_schedule(model, None)
     assert not corpus.factor_cache.path(SMALL_VGG_KEY, schedule, default, 3).exists()  # only the items asked for
     for pool in (16, 32, 64):
-        coarse = corpus.factor_cache.load(SMALL_VGG_KEY, schedule, pool, 2)
+        coarse, input_shape = corpus.factor_cache.load_entry(SMALL_VGG_KEY, schedule, pool, 2)
         direct = real_compute(model, corpus.image(2), schedule, pool)  # 32-px inputs: 2×2, 1×1, 1×1 patches
-        assert coarse.shape == direct.shape
+        assert coarse.shape == direct.shape and input_shape == (32, 32)  # the input's size travels with them
         np.testing.assert_allclose(coarse, direct, rtol=1e-5, atol=1e-6 * np.abs(direct).max())
 
 

@@ -6,6 +6,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_corpus import TINY_KEY, make_corpus
 
 from corpus_index.editions import analyse
 from corpus_index.editions import graph as graph_module
@@ -14,7 +15,6 @@ from corpus_index.editions.graph import knn_graph
 from corpus_index.editions.groups import item_groups, shared_relevance
 from corpus_index.editions.matrix import book_edges, book_order, described_edges, edition_matrix, pairs_between
 from corpus_index.editions.threshold import distribution_threshold, match_threshold, pair_scores, separating_threshold
-from tests.tiny_corpus import TINY_KEY, make_corpus
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_knn_graph_is_cached_and_searched_again_when_the_index_changes(corpus, t
     os.utime(index_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     knn_graph(corpus, TINY_KEY, k=2)
     assert len(calls) == 2
-    from tests.tiny_corpus import write_source
+    from tiny_corpus import write_source
 
     source = write_source(tmp_path / "more", per_book=1, seed=5)
     corpus.ingest_folder(source, source / "metadata.csv")

@@ -4,6 +4,7 @@ import base64
 import io
 
 import numpy as np
+import plotly.graph_objects as go
 import torch
 from PIL import Image, ImageDraw
 
@@ -70,6 +71,13 @@ def test_digits_boxes_and_the_digits_inside_each_patch():
     boxes, labels = [t for t in figure.data if t.meta == DIGITS]
     assert list(labels.text) == ["2", "3", "9", "7"]
     assert sum(x is None for x in boxes.x) == 4  # one closed rectangle per digit
+
+
+def test_the_figure_is_valid_plotly_although_built_without_validation():
+    figure = pair_figure(scans(), pairs_table(), ([(2, 10, 20, 17, 34)], []), mark="untrained network")
+    checked = go.Figure(figure.to_dict())  # validates every property: a misspelt key or bad value raises
+    assert checked.to_dict() == figure.to_dict()
+    assert checked.layout.annotations[0].text == "UNTRAINED NETWORK" and checked.layout.yaxis.autorange == "reversed"
 
 
 def test_detected_digits_of_a_bigram_network_are_boxes_on_the_scan():

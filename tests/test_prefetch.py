@@ -58,8 +58,22 @@ def test_prefetched_pairs_explain_without_computing(corpus, monkeypatch):
         raise AssertionError("an explanation computed factors")
 
     monkeypatch.setattr(ex, "compute_factors", no_computation)
+    monkeypatch.setattr(ex, "factors_of_input", no_computation)  # the backward itself, whatever calls it
     explanation = corpus.explain(SMALL_VGG_KEY, 1, 3, pool=default_pool(SMALL_VGG_KEY))  # the Explain page's
     assert explanation.pair.shape == (4, 4, 4, 4)
+
+
+def test_a_pages_pair_readiness_is_reused_until_something_changes(corpus, monkeypatch):
+    worker = Prefetcher()
+    looked = []
+    real = worker.readiness
+    monkeypatch.setattr(worker, "readiness", lambda *args, **kwargs: looked.append(args) or real(*args, **kwargs))
+    first = worker.pair_readiness(corpus, SMALL_VGG_KEY, 1, [2, 3])
+    assert worker.pair_readiness(corpus, SMALL_VGG_KEY, 1, [2, 3]) == first == {2: MISSING, 3: MISSING}
+    assert len(looked) == 1  # the second card of the page reused the first one's answer
+    worker.request(corpus, SMALL_VGG_KEY, [1, 2, 3])  # a request changes the states: asked again at once
+    assert worker.wait_idle(TIMEOUT)
+    assert worker.pair_readiness(corpus, SMALL_VGG_KEY, 1, [2, 3]) == {2: READY, 3: READY} and len(looked) == 2
 
 
 def test_a_new_query_drops_the_pending_work(corpus):

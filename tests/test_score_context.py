@@ -17,6 +17,7 @@ from corpus_index.score_context import (
     pair_scores,
     percentile,
     percentile_text,
+    percentiles,
     untrained_note,
     with_untrained_mark,
 )
@@ -60,6 +61,8 @@ def test_percentile_counts_lower_pairs(corpus):
     assert percentile(corpus, TINY_KEY, between, "poem") == pytest.approx(
         100 * np.searchsorted(brute_force(corpus, None), between) / 66)  # unknown kind: all pairs
     assert math.isnan(percentile(corpus, TINY_KEY, float("nan"), "table"))
+    several = percentiles(corpus, TINY_KEY, [scores[-1] + 1, between, float("nan")], "table")  # one lookup, same
+    assert several[0] == 100.0 and several[1] == pytest.approx(100 * 5 / 15) and math.isnan(several[2])
     assert percentile_text(99.31, "table") == "higher than 99.3 % of table pairs"
     assert percentile_text(50, None) == "higher than 50.0 % of pairs" and percentile_text(math.nan, "x") == ""
 

@@ -4,10 +4,10 @@ computation from the stored feature vectors."""
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_corpus import SMALL_VGG_KEY, TINY_KEY, make_corpus
 
 from corpus_index import verdicts
 from corpus_index.validation import pair_labels, validate
-from tests.tiny_corpus import SMALL_VGG_KEY, TINY_KEY, make_corpus
 
 K = 3
 

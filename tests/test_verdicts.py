@@ -3,10 +3,10 @@
 import json
 
 import pytest
+from tiny_corpus import make_corpus
 
 from corpus_index import verdicts
 from corpus_index.errors import ItemNotFoundError
-from tests.tiny_corpus import make_corpus
 
 
 @pytest.fixture
@@ -105,10 +105,10 @@ def cell(value):
 
 def test_cli_round_trip_verdicts_in_csv_and_annotations_out(corpus, tmp_path, capsys):
     import pandas as pd
+    from tiny_corpus import TINY_KEY
 
     from corpus_index.annotations import read_verdict_annotations
     from corpus_index.cli import main
-    from tests.tiny_corpus import TINY_KEY
 
     corpus.build(TINY_KEY, batch_size=6)
     root = str(corpus.root)

@@ -24,9 +24,12 @@ Each file holds the factors in one of two layouts, whichever is smaller (:func:`
   0.0), so Σ of an explanation is unchanged. ``load(..., sparse=True)`` hands the layout out as
   :class:`~bilrp_core.sparse_pair.SparseFactors` without densifying it (explanations multiply it sparse).
 
-Either layout is followed by a trailer line ``#corpus-index content:<tag>`` naming the
-content tag of the item it was computed from (:func:`corpus_index.storage.integrity.content_tag`; numpy ignores bytes
-after the array). :meth:`FactorCache.get` serves a file only if its tag is the item's current one, otherwise
+Either layout is followed by a trailer line ``#corpus-index content:<tag>`` naming the content tag of the item it
+was computed from (:func:`corpus_index.storage.integrity.content_tag`; numpy ignores bytes after the array), and
+(in files written since it was added) a line ``#corpus-index input:<H>x<W>``: the size of the model input the
+factors are of, so that explaining a pair from cached factors needs no preprocessing of the scans (the bigram
+network's normalisation measures the print of the whole page).
+:meth:`FactorCache.get` serves a file only if its tag is the item's current one, otherwise
 it computes the factors again (an item id reused after a lost database, a scan replaced in place, a file copied
 over another's, a file from before trailers). A file shorter than its header promises raises
 :class:`~corpus_index.storage.integrity.DamagedFileError`; a build moves such files, and stale ones, to
@@ -51,6 +54,7 @@ from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, set_as
 from corpus_index.storage.layout import Layout
 
 _TRAILER = b"#corpus-index content:"
+_INPUT = b"#corpus-index input:"
 _SPARSE_MAGIC = b"\x93CORPUS-INDEX-SPARSE-1\n"
 _HEADER_BYTES = 128  # what one .npy header costs (numpy pads headers to a multiple of 64)
 _FILE_NAME = re.compile(r"^(\d+)(?:-t(\d+))?\.npy$")
@@ -140,6 +144,19 @@ def sparse_factors(shape, indptr, cells, values) -> SparseFactors:
     return SparseFactors(matrix, shape[1:])
 
 
+def _parse_trailer(rest: bytes) -> dict:
+    """The trailer lines after the arrays: {"content": tag, "input": (H, W)}, each only when present."""
+    if not (rest.startswith(_TRAILER) and rest.endswith(b"\n")):
+        return {}
+    content, *others = rest[len(_TRAILER):-1].split(b"\n")
+    trailer = {"content": content.decode("utf-8", "replace")}
+    for line in others:
+        size = line[len(_INPUT):].split(b"x") if line.startswith(_INPUT) else []
+        if len(size) == 2 and all(part.isdigit() for part in size):
+            trailer["input"] = (int(size[0]), int(size[1]))
+    return trailer
+
+
 def _npy_part(handle, data: bool) -> np.ndarray | None:
     """One .npy array at the handle's position (its data only if ``data``); leaves the handle after it.
 
@@ -188,14 +205,20 @@ class FactorCache:
         self.corpus_root = Path(root)
         self.layout = Layout(self.corpus_root)
         self.root = self.layout.factors
+        self._folders: dict[str, Path] = {}  # setting -> folder whose spec.json exists (pages ask per item)
 
     def folder(self, model_key: str, schedule: dict, pool) -> Path:
         """The folder of one (model key, schedule, pool); writes its ``spec.json`` on first use."""
-        folder = self.layout.factor_folder(model_key, f"{gamma_hash(schedule)}-{pool_tag(pool)}")
+        setting = f"{gamma_hash(schedule)}-{pool_tag(pool)}"
+        known = self._folders.get(f"{model_key}/{setting}")
+        if known is not None:
+            return known
+        folder = self.layout.factor_folder(model_key, setting)
         spec = folder / "spec.json"
         if not spec.exists():
             text = json.dumps({"model_key": model_key, "gamma": schedule_json(schedule), "pool": pool}, indent=1)
             atomic_write(spec, lambda tmp: Path(tmp).write_text(text))
+        self._folders[f"{model_key}/{setting}"] = folder
         return folder
 
     def path(self, model_key: str, schedule: dict, pool, item_id: int, transform: int | None = None) -> Path:
@@ -209,6 +232,11 @@ class FactorCache:
         With ``sparse``, a file in the sparse layout gives :class:`~bilrp_core.sparse_pair.SparseFactors` (never
         densified); a dense file gives its array either way.
         """
+        array, trailer = self._read(path, model_key, data, sparse)
+        return array, trailer.get("content")
+
+    def _read(self, path: Path, model_key: str, data: bool, sparse: bool):
+        """(factors or None, trailer {"content": tag, "input": (H, W)} with the lines the file has)."""
         try:
             with open(path, "rb") as handle:
                 if handle.read(len(_SPARSE_MAGIC)) == _SPARSE_MAGIC:
@@ -224,10 +252,7 @@ class FactorCache:
             raise
         except READ_ERRORS as error:
             raise DamagedFileError(path, self.corpus_root, model_key, f"{type(error).__name__}: {error}") from None
-        tag = None
-        if rest.startswith(_TRAILER) and rest.endswith(b"\n"):
-            tag = rest[len(_TRAILER):-1].decode("utf-8", "replace")
-        return array, tag
+        return array, _parse_trailer(rest)
 
     def load(self, model_key: str, schedule: dict, pool, item_id: int, transform: int | None = None,
              tag: str | None = None, sparse: bool = False) -> np.ndarray | SparseFactors | None:
@@ -242,18 +267,26 @@ class FactorCache:
         DamagedFileError
             If the file is truncated or not an array (a build repairs it).
         """
+        entry = self.load_entry(model_key, schedule, pool, item_id, transform, tag, sparse)
+        return None if entry is None else entry[0]
+
+    def load_entry(self, model_key: str, schedule: dict, pool, item_id: int, transform: int | None = None,
+                   tag: str | None = None, sparse: bool = False):
+        """As :meth:`load`, with the model input's (H, W) the factors are of: ``(factors, (H, W) or None)``
+        (None for files written before the size was kept), or None when there are no current factors."""
         try:
-            array, stored = self.read(self.path(model_key, schedule, pool, item_id, transform), model_key,
-                                      sparse=sparse)
+            array, trailer = self._read(self.path(model_key, schedule, pool, item_id, transform), model_key, True,
+                                        sparse)
         except FileNotFoundError:
             return None
-        if tag is not None and stored != tag:
+        if tag is not None and trailer.get("content") != tag:
             return None
-        return array
+        return array, trailer.get("input")
 
     def save(self, model_key: str, schedule: dict, pool, item_id: int, factors,
-             transform: int | None = None, tag: str = "") -> Path:
-        """Store factors (h, H/p, W/p) as float32 with the item's content tag, atomically; sparse when smaller."""
+             transform: int | None = None, tag: str = "", input_shape: tuple[int, int] | None = None) -> Path:
+        """Store factors (h, H/p, W/p) as float32 with the item's content tag and, when given, the (H, W) of the
+        model input they are of; atomically, sparse when smaller."""
         array = factors.detach().cpu().numpy() if hasattr(factors, "detach") else np.asarray(factors)  # torch
         array = np.ascontiguousarray(array, dtype=np.float32)
         sparse = encode_factors(array)
@@ -267,8 +300,24 @@ class FactorCache:
                     for name in ("shape", "indptr", "cells", "values"):
                         np.save(handle, sparse[name], allow_pickle=False)
                 handle.write(_TRAILER + str(tag).encode("utf-8") + b"\n")
+                if input_shape is not None:
+                    handle.write(_INPUT + f"{int(input_shape[0])}x{int(input_shape[1])}".encode() + b"\n")
 
         return atomic_write(self.path(model_key, schedule, pool, item_id, transform), write)
+
+    def input_shape(self, model_key: str, item_id: int, tag: str) -> tuple[int, int] | None:
+        """The model input's (H, W) of an item as kept with any of its current factors (any γ and patch size;
+        only headers and trailers are read), or None when none of its files knows it."""
+        folders = sorted(path for path in (self.root / model_key).glob("*") if path.is_dir())
+        for folder in folders:
+            for transform in (None, 0):
+                try:
+                    trailer = self._read(folder / Layout.factor_name(item_id, transform), model_key, False, False)[1]
+                except (FileNotFoundError, DamagedFileError):
+                    continue
+                if trailer.get("content") == tag and "input" in trailer:
+                    return trailer["input"]
+        return None
 
     def is_current(self, model_key: str, schedule: dict, pool, item_id: int, transform: int | None,
                    tag: str | None) -> bool:

@@ -74,6 +74,11 @@ _DISTINCT_COLUMNS = {"kind": "i.kind", "group": 'i."group"', "book": "i.book", "
                      "title": "b.title", "author": "b.author", "printer": "b.printer", "place": "b.place",
                      "year": "b.year"}
 
+def _extra_column(key: str) -> str:
+    """The column an extra metadata key gets: ``extra_<key>`` where it clashes with a standard column."""
+    return f"extra_{key}" if key in ITEM_COLUMNS or key == "extra" else key
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -258,22 +263,25 @@ class Store(FeatureMarks):
     def get_item(self, item_id: int) -> dict[str, Any]:
         """One item as a dict: the columns of :meth:`query_items`, ``extra`` (dict) and ``added_at``.
 
+        Read straight from its row (no DataFrame): pages ask for items many times per run.
+
         Raises
         ------
         KeyError
             If there is no item with this id.
         """
-        frame = self.query_items(ids=[int(item_id)])
-        if frame.empty:
+        sql = f"SELECT {self._SELECT}, i.extra, i.added_at{self._FROM} WHERE i.id = ?"
+        row = self._conn().execute(sql, (int(item_id),)).fetchone()
+        if row is None:
             raise KeyError(f"no item with id {item_id} in {self.db_path}")
-        item = {k: (None if pd.isna(v) else v) for k, v in frame.iloc[0].items()}
-        item["id"] = int(item["id"])
-        for name in _INT_COLUMNS:
+        item = dict(zip(ITEM_COLUMNS, tuple(row)[:len(ITEM_COLUMNS)], strict=True))
+        extra = json.loads(row["extra"])
+        for key, value in extra.items():
+            item[_extra_column(key)] = value
+        for name in ("id", *_INT_COLUMNS):
             if item.get(name) is not None:
                 item[name] = int(item[name])
-        sql = "SELECT extra, added_at FROM items WHERE id = ?"
-        row = self._conn().execute(sql, (int(item_id),)).fetchone()
-        item["extra"] = json.loads(row["extra"])
+        item["extra"] = extra
         item["added_at"] = row["added_at"]
         return item
 
@@ -296,6 +304,7 @@ class Store(FeatureMarks):
 
     # -- queries ----------------------------------------------------------------------------------
     _FROM = " FROM items i LEFT JOIN books b ON b.book = i.book"
+    _SELECT = ", ".join(f'b."{c}"' if c in BOOK_FIELDS else f'i."{c}"' for c in ITEM_COLUMNS)
 
     def query_items(self, kind=None, book=None, year_min=None, year_max=None, place=None, printer=None,
                     ids=None, limit: int | None = None, offset: int = 0, group=None, text=None) -> pd.DataFrame:
@@ -307,8 +316,7 @@ class Store(FeatureMarks):
         """
         where, params = where_clause(kind=kind, book=book, year_min=year_min, year_max=year_max, place=place,
                                      printer=printer, group=group, text=text, ids=ids)
-        select = ", ".join(f'b."{c}"' if c in BOOK_FIELDS else f'i."{c}"' for c in ITEM_COLUMNS)
-        sql = f"SELECT {select}, i.extra{self._FROM}{where} ORDER BY i.id"
+        sql = f"SELECT {self._SELECT}, i.extra{self._FROM}{where} ORDER BY i.id"
         if limit is not None or offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if limit is None else int(limit), int(offset)]
@@ -319,8 +327,7 @@ class Store(FeatureMarks):
         for extra in extras:
             keys += [k for k in extra if k not in keys]
         for key in keys:
-            name = f"extra_{key}" if key in ITEM_COLUMNS or key == "extra" else key
-            frame[name] = [extra.get(key) for extra in extras]
+            frame[_extra_column(key)] = [extra.get(key) for extra in extras]
         for name in _INT_COLUMNS:
             frame[name] = frame[name].astype("Int64")
         return frame
