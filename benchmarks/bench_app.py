@@ -155,14 +155,23 @@ def switch_pair(page, pair: tuple[int, int], progress: str | None = None) -> tup
     settle(page)
     start, seen = time.perf_counter(), False
     page.get_by_role("button", name="Explain", exact=True).click()
-    done = f"() => ({IDLE_JS})() && document.body.innerText.includes('A: #{pair[0]} ') && " \
-           "document.body.innerText.includes('Share explained')"
-    while not page.evaluate(done):
-        seen = seen or (progress is not None and progress in page.inner_text("body"))
+    while True:  # one light check per poll: the page's text is read only once the app is idle
+        done, shown = page.evaluate(POLL_JS, {"first": f"A: #{pair[0]} ", "progress": progress or "\u0000"})
+        seen = seen or (progress is not None and shown)
+        if done:
+            return time.perf_counter() - start, seen
         if time.perf_counter() - start > 1800:
             raise TimeoutError(f"the explanation of {pair} did not finish in 30 minutes")
-        page.wait_for_timeout(25)
-    return time.perf_counter() - start, seen
+        page.wait_for_timeout(50)
+
+
+#: [explanation shown and the app idle, progress label shown]: the body's text is read only when the app is idle
+#: (reading it forces a layout; while the server computes, the browser must not take the CPU it needs).
+POLL_JS = (f"(args) => {{ const idle = ({IDLE_JS})(); "
+           "const progress = Array.from(document.querySelectorAll('summary')).some("
+           "s => s.textContent.includes(args.progress)); "
+           "const text = idle ? document.body.innerText : ''; "
+           "return [idle && text.includes(args.first) && text.includes('Share explained'), progress]; }")
 
 
 def kinds(root: Path) -> dict[str, list[int]]:
@@ -259,7 +268,7 @@ def click_through(page, url: str, args, queries: list[int]) -> dict:
         page.goto(f"{url}/neighbours?item={query}&model={args.model}")
         start = time.perf_counter()
         page.wait_for_function("() => document.body.innerText.includes('explanation ready')", timeout=1_800_000,
-                               polling=100)
+                               polling=500)  # seldom: the prefetch in the server needs the CPU
         ready_after.append(time.perf_counter() - start)
         wait_idle(page)
         settle(page)

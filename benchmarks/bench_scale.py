@@ -2,9 +2,10 @@
 
 Reads the per-page numbers other benchmarks measured — ``windowed.json`` (bigram factors of a real-size table page,
 windowed, with all its digits and with a few), ``factor_size.json`` (stored MB per page by model and kind),
-``speed.json`` (VGG-16 layer-17 factors of a 128-px image: the default key's whole input), ``index.json`` (the same
-build in-process and on Ray, on this machine) — and measures what they lack: the stored size of the real-size table
-page's bigram factors (and, with ``--repeats``, VGG-16 factors timed here as a cross-check). Then extrapolates to a
+``colored.json`` (VGG-16 layer-17 coloured factors of a 128-px image: the default key's whole input),
+``index.json`` (the same build in-process and on Ray, on this machine) — and measures what they lack: the stored
+size of the real-size table page's bigram factors (and, with ``--repeats``, VGG-16 factors timed here as a
+cross-check). Then extrapolates to a
 2-core machine like this one, a 16-core machine and a Ray cluster of ``--nodes`` 16-core machines; every assumption
 is written into the result as a sentence.
 
@@ -62,7 +63,8 @@ def measure_real_table_mb() -> dict:
 
 
 def vgg_per_page(repeats: int) -> dict:
-    """VGG-16 (default key) factors per page: speed.json's layer-17 image is the key's whole input (checked here).
+    """VGG-16 (default key) factors per page: colored.json's layer-17 image (coloured factors, what ``method="auto"``
+    computes for it) is the key's whole input (checked here).
 
     With ``repeats``, also timed here on a demo table page (each run), a cross-check only: on a machine
     shared with other work the time says more about the load than about the page.
@@ -71,15 +73,15 @@ def vgg_per_page(repeats: int) -> dict:
     from corpus_index.models import DEFAULT_MODEL_KEY, load_model
     from corpus_index.synthetic import generate_corpus
 
-    speed = next(layer for layer in _json("speed.json")["layers"] if layer["layer"] == 17)
+    colored = next(entry for entry in _json("colored.json")["models"] if entry["key"] == DEFAULT_MODEL_KEY)
     model = load_model(DEFAULT_MODEL_KEY)
     with tempfile.TemporaryDirectory() as tmp:
         generate_corpus(Path(tmp), books=1, seed=0)
         meta = pd.read_csv(Path(tmp) / "metadata.csv")
         image = Image.open(Path(tmp) / meta[meta.kind == "table"].path.iloc[0]).convert("RGB")
         side = list(model.preprocess(image).shape[-2:])
-        if side != [speed["image_size"]] * 2:
-            raise SystemExit(f"{DEFAULT_MODEL_KEY} takes {side} px, speed.json measured {speed['image_size']} px")
+        if side != colored["input"][-2:]:
+            raise SystemExit(f"{DEFAULT_MODEL_KEY} takes {side} px, colored.json measured {colored['input'][-2:]} px")
         seconds = []
         schedule = resolve_schedule(model, None)
         for _ in range(repeats + 1 if repeats else 0):  # the first run warms up
@@ -87,9 +89,10 @@ def vgg_per_page(repeats: int) -> dict:
             compute_factors(model, image, schedule, POOL)
             seconds.append(time.perf_counter() - start)
     size = {page["kind"]: page for page in _json("factor_size.json")["pages"] if page["model"] == DEFAULT_MODEL_KEY}
-    return {"seconds": speed["factors_s"], "stored_mb": size["table"]["stored_mb"],
+    return {"seconds": colored["colored_seconds"], "stored_mb": size["table"]["stored_mb"],
             "dense_mb": size["table"]["dense_mb"], "input": side,
-            "source": "speed.json (layer 17, h = 100, 128 px: the key's input), factor_size.json (MB)",
+            "source": "colored.json (layer 17, h = 100, 128 px: the key's input; coloured factors), "
+                      "factor_size.json (MB)",
             "timed_here_s": seconds[1:], "timed_here_load": os.getloadavg()[0]}
 
 
@@ -173,8 +176,8 @@ def main(argv=None):
     results["assumptions"] = [
         "Per-page seconds measured on this 2-core CPU with 2 threads are one 2-core machine's throughput: "
         f"bigram pages from windowed.json (load average {_json('windowed.json')['load_before'][0]:.1f}), "
-        "VGG-16 from speed.json. Bigram factors are windowed (method='auto'), pool 8, default γ; VGG-16 is the "
-        "default key at its 128-px input.",
+        "VGG-16 from colored.json (coloured factors). Bigram factors are windowed (method='auto'), pool 8, "
+        "default γ; VGG-16 is the default key at its 128-px input.",
         "bigram_table costs every page as a real-size table page (≈1400×1008 after normalisation, hundreds of "
         "digits): an upper bound. bigram_mixed assumes the stated share of tables and costs the other pages as the "
         "same page with only a few digits printed (woodcut and text pages have few numerals); their disk as the "

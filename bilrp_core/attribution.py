@@ -111,7 +111,8 @@ def _auto_chunk(contexts, x, h):
     return max(1, min(h, budget // largest))
 
 
-def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, method="auto", progress=None):
+def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, method="auto", progress=None,
+                      return_phi=False):
     """LRP factors R_m(x) of every feature dimension m, summed over channels and sum-pooled.
 
     One forward pass records every layer's activations and normalisers; then the relevance of each dimension is
@@ -150,10 +151,14 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
         (dense), (dimension, window) pairs done of all pairs (windowed), or colours then dimensions done of
         both (colored). Counts grow and end at ``total``; raising from it stops the computation.
 
+    return_phi : bool
+        Also return φ(x) (h,), from the same forward pass (``model.phi_from_top``): no second pass for it.
+
     Returns
     -------
     Tensor
-        (h, ceil(H/pool), ceil(W/pool)); summed over patches, dimension m gives φ_m(x) for bias-free nets.
+        (h, ceil(H/pool), ceil(W/pool)); summed over patches, dimension m gives φ_m(x) for bias-free nets. With
+        ``return_phi``, the pair (factors, φ).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -169,7 +174,7 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
     if plan is not None:
         with torch.no_grad():
             windowed.run_windows(plan, out, active, (ph, pw), progress)
-        return out
+        return _result(model, out, a_top, return_phi)
     coloured = _colored_plan(rules, contexts, shapes + [a_top.shape], (ph, pw), len(active), method)
     if coloured is not None:
         split = coloured.split
@@ -182,7 +187,7 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
         with torch.no_grad():
             colored.run_colored(coloured, out, active, relevance_at_split, chunk,
                                 _auto_chunk(coloured.contexts, x, coloured.colors), progress)
-        return out
+        return _result(model, out, a_top, return_phi)
     chunk = chunk_size or _auto_chunk(contexts, x, max(1, len(active)))
     with torch.no_grad():
         for start in range(0, len(active), chunk):
@@ -193,7 +198,14 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
                 progress(start + len(rows), len(active))
     if progress is not None and not active:  # nothing to propagate: done at once
         progress(0, 0)
-    return out
+    return _result(model, out, a_top, return_phi)
+
+
+def _result(model, factors, a_top, return_phi):
+    if not return_phi:
+        return factors
+    with torch.no_grad():
+        return factors, model.phi_from_top(a_top)[0]
 
 
 def _windowed_plan(model, rules, contexts, shapes, a_top, dims, method):

@@ -79,7 +79,13 @@ class SimilarityModel(nn.Module):
 
     def forward(self, x):
         """φ(x), shape (B, h) (unit length when ``normalize``)."""
-        phi = self.unnormalized(x)
+        return self.phi_from_top(self.layers(x))
+
+    def phi_from_top(self, a_top):
+        """φ from the output of ``layers`` (flattened, projected, normalised): an explanation's forward pass
+        already has it, so φ costs no second pass."""
+        feats = a_top.flatten(1)
+        phi = self.projection(feats) if self.projection is not None else feats
         return phi * norm_scale(phi) if self.normalize else phi
 
     def similarity(self, x, x2):

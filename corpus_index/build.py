@@ -210,13 +210,14 @@ def precompute_factors(store: Store, factor_cache: FactorCache, model_key: str,
             if not all(factor_cache.is_current(key, schedule, pool, r[0], t, tags.get(r[0], ""))
                        for t in transforms)]
     report.cached = len(rows) - len(todo)
-    for ids, arrays, skipped in iter_factor_results(key, todo, schedule, pool, address=address,
-                                                    concurrency=concurrency):
-        for item_id, array in zip(ids, arrays, strict=True):
+    for ids, arrays, inputs, skipped in iter_factor_results(key, todo, schedule, pool, address=address,
+                                                            concurrency=concurrency):
+        for item_id, array, input_shape in zip(ids, arrays, inputs, strict=True):
             # One array per item: (h, H/p, W/p), or (8, h, H/p, W/p) for rotation-max models.
             parts = [array] if transforms == [None] else list(array)
             for transform, part in zip(transforms, parts, strict=True):
-                factor_cache.save(key, schedule, pool, int(item_id), part, transform, tags[int(item_id)])
+                factor_cache.save(key, schedule, pool, int(item_id), part, transform, tags[int(item_id)],
+                                  input_shape)
         report.computed += len(ids)
         report.skipped.extend(skipped)
         if progress is not None:

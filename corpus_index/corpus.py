@@ -12,6 +12,7 @@ index) or computes the factors again, and a damaged file raises
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ from corpus_index.storage.store import Store, parse_region
 __all__ = ["Corpus", "CorpusNotFoundError", "ItemNotFoundError", "StaleContentError", "StaleModelDataError"]
 
 
+#: φ of items without stored features kept from their factors' forward pass (a few pages' worth of explanations).
+PHIS_KEPT = 256
+
+
 class Corpus:
     """A corpus root folder.
 
@@ -58,6 +63,8 @@ class Corpus:
         self._feature_stores: dict[str, FeatureStore] = {}
         self._current: set[str] = set()  # model keys whose stored data was checked against the current model
         self._verified: dict[str, tuple] = {}  # index file -> signature of the files last found to match the store
+        # φ of items without stored features, from the forward pass that computed their factors: (key, id, tag) -> φ
+        self._phis_computed: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
     @classmethod
     def open(cls, root: str | Path, create: bool = False) -> Corpus:
@@ -318,8 +325,14 @@ class Corpus:
         if item_id is not None:
             self.item(item_id)
             self._check_current(key)
-            return ex.cached_factors(self.factor_cache, model, key, int(item_id), lambda: self.image(item_id),
-                                     gamma, pool, transform, tag=self._tag(item_id), progress=progress)[0]
+            tag = self._tag(item_id)
+            found = ex.cached_factors(self.factor_cache, model, key, int(item_id), lambda: self.image(item_id),
+                                      gamma, pool, transform, tag=tag, progress=progress)
+            if found.phi is not None:  # an explanation of the item then needs no second forward pass for φ
+                self._phis_computed[(key, int(item_id), tag)] = found.phi
+                while len(self._phis_computed) > PHIS_KEPT:
+                    self._phis_computed.popitem(last=False)
+            return found.factors
         transform = ex.check_transform(model, transform)
         return ex.compute_factors(model, _as_image(image), ex.resolve_schedule(model, gamma), pool, transform,
                                   progress)
@@ -369,8 +382,8 @@ class Corpus:
         tag = self._tag(item_id)
         try:
             phi = self.features(key).vector(item_id, tag=tag)
-        except KeyError:  # a model not built yet: the explanation computes φ
-            phi = None
+        except KeyError:  # not built for this item: φ of its factors' pass, else the explanation computes it
+            phi = self._phis_computed.get((key, int(item_id), tag))
         size = (item["width"], item["height"]) if item.get("width") and item.get("height") else None
         return ex.PairSide(image=lambda: self.image(item_id), item_id=item_id, phi=phi, tag=tag,
                            offset=(0, 0) if region is None else (int(region[0]), int(region[1])), size=size)

@@ -187,16 +187,24 @@ def compute_factors(model, image: Image.Image, schedule: dict[int, float], pool,
 
 
 def factors_of_input(model, x: torch.Tensor, schedule: dict[int, float], pool, transform: int | None = None,
-                     progress: Progress | None = None) -> np.ndarray:
-    """:func:`compute_factors` of an input the model has already preprocessed (its size is ``x.shape[-2:]``)."""
+                     progress: Progress | None = None, with_phi: bool = False):
+    """:func:`compute_factors` of an input the model has already preprocessed (its size is ``x.shape[-2:]``).
+
+    With ``with_phi``: ``(factors, φ)``, φ (h,) float32 from the same forward pass — None for a flip/rotation of a
+    rotation-max model, whose φ is the max over all of them (:func:`corpus_index.models.embed`).
+    """
     import bilrp_core
 
+    phi = None
     if transform is None:
         batches = None if progress is None else (lambda done, total: progress(done, total, "BiLRP factors"))
-        factors = bilrp_core.relevance_factors(model, x, gamma=schedule, pool=pool, progress=batches)
+        factors, phi = bilrp_core.relevance_factors(model, x, gamma=schedule, pool=pool, progress=batches,
+                                                    return_phi=True)
+        phi = phi.detach().cpu().numpy().astype(np.float32)
     else:
         factors = model.relevance_factors(x, transform, gamma=schedule, pool=pool)
-    return factors.detach().cpu().numpy().astype(np.float32)
+    factors = factors.detach().cpu().numpy().astype(np.float32)
+    return (factors, phi) if with_phi else factors
 
 
 def pair_from_factors(factors1, factors2) -> np.ndarray | SparsePair:
@@ -243,7 +251,8 @@ def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, imag
     Returns
     -------
     CachedFactors
-        The factors, whether they came from the cache, and the model input's (H, W) when known.
+        The factors, whether they came from the cache, the model input's (H, W) when known, and φ when they
+        were computed here (not for flips/rotations of rotation-max models).
     """
     transform = check_transform(model, transform)
     schedule = resolve_schedule(model, gamma)
@@ -251,10 +260,10 @@ def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, imag
     if entry is not None:
         return CachedFactors(entry[0], True, entry[1])
     x = model.preprocess(image())
-    factors = factors_of_input(model, x, schedule, pool, transform, progress)
+    factors, phi = factors_of_input(model, x, schedule, pool, transform, progress, with_phi=True)
     shape = (int(x.shape[-2]), int(x.shape[-1]))
     cache.save(model_key, schedule, pool, item_id, factors, transform, tag or "", shape)
-    return CachedFactors(factors, False, shape)
+    return CachedFactors(factors, False, shape, phi)
 
 
 class CachedFactors(NamedTuple):
@@ -263,6 +272,7 @@ class CachedFactors(NamedTuple):
     factors: np.ndarray | SparseFactors
     cached: bool
     input_shape: Size | None  # (H, W) of the model input; None for files from before it was kept
+    phi: np.ndarray | None = None  # φ from the same forward pass, when the factors were computed just now
 
 
 def cache_factors(cache: FactorCache, model, model_key: str, rows: Sequence[tuple[int, str, str | None]],
@@ -351,28 +361,38 @@ def explain_pair(cache: FactorCache, model, model_key: str, sides: Sequence[Pair
             inputs[index] = model.preprocess(sides[index].picture())
         return inputs[index]
 
+    group = transform_count(model)
+    found: dict[int, CachedFactors] = {}
+
+    def side_factors(index: int, transform: int | None) -> CachedFactors:
+        side = sides[index]
+        if side.item_id is None:
+            x = model_input(index)
+            factors, phi = factors_of_input(model, x, schedule, pool, transform, with_phi=True)
+            return CachedFactors(factors, False, tuple(x.shape[-2:]), phi)
+        return cached_factors(cache, model, model_key, side.item_id, side.picture, schedule, pool, transform,
+                              tag=side.tag, sparse=True)
+
+    if group == 1:  # no choice of flips: factors first, and a side without a stored φ takes it from their pass
+        found = {index: side_factors(index, None) for index in range(len(sides))}
     phis = []
     for index, side in enumerate(sides):
-        if side.phi is None:  # an upload, or a model not built yet: one forward pass
+        if side.phi is not None:
+            phis.append(side.phi)
+        elif index in found and found[index].phi is not None:
+            phis.append(found[index].phi)
+        else:  # an upload, or a model not built yet: one forward pass
             with torch.no_grad():
                 phis.append(embed(model, model_input(index))[0].cpu().numpy())
-        else:
-            phis.append(side.phi)
-    group = transform_count(model)
     scores = phis[0].reshape(group, -1).astype(np.float64) @ phis[1].reshape(group, -1).astype(np.float64).T
     best = np.unravel_index(int(np.argmax(scores)), scores.shape)
     transforms = [None, None] if group == 1 else [int(t) for t in best]
     factors, cached, shapes = [], [], []
-    for index, (side, transform) in enumerate(zip(sides, transforms, strict=True)):
-        if side.item_id is None:
-            x = model_input(index)
-            found = CachedFactors(factors_of_input(model, x, schedule, pool, transform), False, tuple(x.shape[-2:]))
-        else:
-            found = cached_factors(cache, model, model_key, side.item_id, side.picture, schedule, pool, transform,
-                                   tag=side.tag, sparse=True)
-        factors.append(found.factors)
-        cached.append(found.cached)
-        shapes.append(found.input_shape or tuple(model_input(index).shape[-2:]))
+    for index, transform in enumerate(transforms):
+        result = found[index] if index in found else side_factors(index, transform)
+        factors.append(result.factors)
+        cached.append(result.cached)
+        shapes.append(result.input_shape or tuple(model_input(index).shape[-2:]))
     pair = pair_from_factors(*factors)
     names = None
     if group > 1:

@@ -19,6 +19,7 @@ Running on a cluster
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -92,23 +93,36 @@ class FactorWorker:
         self.pool = pool
 
     def __call__(self, batch: dict) -> dict:
-        from corpus_index.explanation import compute_factors, model_transforms
+        from corpus_index.explanation import factors_of_input, model_transforms
         from corpus_index.local_engine import open_image
 
         rows = _batch_rows(batch)
-        ids, arrays, skipped = [], [], []
         transforms = model_transforms(self.model)
-        for item_id, path, region in rows:
+        ok, reasons, values, inputs = [], [], [], []
+        for _, path, region in rows:
             try:
-                image = open_image(path, region)
+                x = self.model.preprocess(open_image(path, region))
                 # (h, H/p, W/p), or (8, h, H/p, W/p) for rotation-max models.
-                parts = [compute_factors(self.model, image, self.schedule, self.pool, t) for t in transforms]
-                arrays.append(parts[0] if transforms == [None] else np.stack(parts))
-                ids.append(item_id)
+                parts = [factors_of_input(self.model, x, self.schedule, self.pool, t) for t in transforms]
+                values.append(_npy_bytes(parts[0] if transforms == [None] else np.stack(parts)))
+                inputs.append((int(x.shape[-2]), int(x.shape[-1])))
+                ok.append(True)
+                reasons.append("")
             except Exception as error:  # reported per item; the rest of the batch goes on
-                skipped.append((item_id, f"{path}: {error}"))
-        stacked = np.stack(arrays) if arrays else np.zeros((0, 0), np.float32)
-        return _rows_result(rows, np.asarray(ids, np.int64), stacked, skipped)
+                values.append(b"")
+                inputs.append((0, 0))
+                ok.append(False)
+                reasons.append(f"{path}: {error}")
+        # Pages of different sizes have factors of different shapes: each item's travel as .npy bytes.
+        return {"id": np.asarray([row[0] for row in rows], dtype=np.int64), "ok": np.asarray(ok, dtype=bool),
+                "reason": np.asarray(reasons, dtype=object), "value": np.asarray(values, dtype=object),
+                "input": np.asarray(inputs, dtype=np.int64).reshape(len(rows), 2)}
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def _batch_rows(batch: dict) -> list[tuple[int, str, str | None]]:
@@ -131,7 +145,8 @@ def _rows_result(rows, ids, values, skipped) -> dict:
 
 
 def _run(worker, constructor_kwargs: dict, rows: Sequence[tuple[int, str, str | None]], batch_size: int,
-         concurrency: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]]:
+         concurrency: int) -> Iterator[tuple[dict, list[tuple[int, str]]]]:
+    """The workers' result columns, rows of the items done only, and the (id, reason) of the skipped ones."""
     import ray
 
     # Region as "" rather than None: Arrow wants one type per column.
@@ -143,7 +158,7 @@ def _run(worker, constructor_kwargs: dict, rows: Sequence[tuple[int, str, str | 
     for result in dataset.iter_batches(batch_size=None, batch_format="numpy"):
         ok = np.asarray(result["ok"], dtype=bool)
         skipped = [(int(i), str(r)) for i, r in zip(result["id"][~ok], result["reason"][~ok], strict=True)]
-        yield np.asarray(result["id"][ok], np.int64), np.asarray(result["value"][ok], np.float32), skipped
+        yield {name: np.asarray(values)[ok] for name, values in result.items()}, skipped
 
 
 def iter_feature_batches(model_key: str, rows: Sequence[tuple[int, str, str | None]], batch_size: int = 16,
@@ -169,15 +184,20 @@ def iter_feature_batches(model_key: str, rows: Sequence[tuple[int, str, str | No
     if not rows:
         return
     with _RaySession(address, num_cpus):
-        yield from _run(FeatureWorker, {"model_key": model_key}, rows, batch_size, concurrency)
+        for result, skipped in _run(FeatureWorker, {"model_key": model_key}, rows, batch_size, concurrency):
+            yield np.asarray(result["id"], np.int64), np.asarray(result["value"], np.float32), skipped
 
 
 def iter_factor_results(model_key: str, rows: Sequence[tuple[int, str, str | None]], schedule: dict, pool,
                         batch_size: int = 4, address: str | None = None, concurrency: int = 2,
-                        num_cpus: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, list]]:
-    """Ray engine for factor precomputation: yields ``(ids, factors (n, h, H/p, W/p), skipped)``."""
+                        num_cpus: int | None = None) -> Iterator[tuple[np.ndarray, list, list, list]]:
+    """Ray engine for factor precomputation: yields ``(ids, factors, input sizes, skipped)``, one array
+    (h, H/p, W/p) — (8, h, H/p, W/p) for rotation-max models — and one model-input (H, W) per item."""
     if not rows:
         return
     kwargs = {"model_key": model_key, "schedule": schedule, "pool": pool}
     with _RaySession(address, num_cpus):
-        yield from _run(FactorWorker, kwargs, rows, batch_size, concurrency)
+        for result, skipped in _run(FactorWorker, kwargs, rows, batch_size, concurrency):
+            arrays = [np.load(io.BytesIO(bytes(value)), allow_pickle=False) for value in result["value"]]
+            inputs = [(int(h), int(w)) for h, w in np.asarray(result["input"]).reshape(-1, 2)]
+            yield np.asarray(result["id"], np.int64), arrays, inputs, skipped

@@ -12,6 +12,8 @@ corpus facade (:meth:`corpus_index.corpus.Corpus.precompute_factors`), so the cl
   is finished (its factors are cached, useful later).
 - Failures (an unreadable scan, a deleted item) are recorded per item and shown as "failed", never raised; a new
   request for the item tries again.
+- Pages come first: while a page runs (:func:`page_running`, entered by the shell around every page), the worker
+  pauses between batches of its backward pass, so the page a user waits for gets both cores.
 
 The worker needs no Streamlit; :func:`show_readiness` is the Neighbours page's caption of one pair.
 """
@@ -19,6 +21,7 @@ The worker needs no Streamlit; :func:`show_readiness` is the Neighbours page's c
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import threading
@@ -40,6 +43,8 @@ REFRESH_S = 2.0
 #: Seconds a page's pair readiness is reused while no job finished: every card's caption asks for the whole page's
 #: pairs (to know when all are settled), within one run and when their fragments refresh together.
 READINESS_REUSE_S = 1.0
+#: Longest pause (seconds) of the worker for running pages: a page that never ends must not stop the prefetch.
+MAX_PAUSE_S = 30.0
 #: What a neighbour card says about its pair's explanation.
 LABELS = {READY: ":material/check: explanation ready", QUEUED: "preparing the explanation …",
           COMPUTING: "preparing the explanation …", FAILED: "explanation could not be prepared in advance",
@@ -93,6 +98,7 @@ class Prefetcher:
         self._stopping = False
         self._changes = 0  # requests, take-overs and finished jobs so far: readiness changes only with them
         self._recent: dict[tuple, tuple[int, float, dict[int, str]]] = {}  # pair_readiness reuse
+        self._pages = 0  # page runs in progress: the worker waits for them between batches
 
     def _jobs(self, corpus, model_key: str, item_ids: Iterable[int], gamma, pool) -> list[Job]:
         key = canonical_key(model_key)
@@ -184,6 +190,25 @@ class Prefetcher:
                     return
                 self._lock.wait(left)
 
+    @contextlib.contextmanager
+    def page_running(self):
+        """While this context is open (a page's script run), the worker pauses at its next batch."""
+        with self._lock:
+            self._pages += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pages -= 1
+                self._lock.notify_all()
+
+    def _yield_to_pages(self, *_progress) -> None:
+        """The worker's progress callback: wait (at most :data:`MAX_PAUSE_S`) while a page runs."""
+        deadline = time.monotonic() + MAX_PAUSE_S
+        with self._lock:
+            while self._pages and not self._stopping and (left := deadline - time.monotonic()) > 0:
+                self._lock.wait(left)
+
     def failures(self) -> dict[tuple, str]:
         """Why items failed: (root, model key, γ id, pool, item id) -> reason."""
         with self._lock:
@@ -251,7 +276,9 @@ class Prefetcher:
         job.corpus.item(job.item_id)  # a deleted item: ItemNotFoundError, recorded
         # The default patch size as "auto": with the coarser sizes the Explain page falls back to for large pages.
         pool = "auto" if job.pool == default_pool(job.model_key) else job.pool
-        report = job.corpus.precompute_factors(job.model_key, [job.item_id], gamma=job.gamma, pool=pool)
+        self._yield_to_pages()
+        report = job.corpus.precompute_factors(job.model_key, [job.item_id], gamma=job.gamma, pool=pool,
+                                               progress=self._yield_to_pages)
         return report.skipped[0][1] if report.skipped else None
 
 
@@ -262,6 +289,11 @@ atexit.register(_shared.stop)
 def request(corpus, model_key: str, item_ids: Iterable[int], gamma=None, pool: int | None = None) -> None:
     """:meth:`Prefetcher.request` of this server process's worker."""
     _shared.request(corpus, model_key, item_ids, gamma, pool)
+
+
+def page_running():
+    """:meth:`Prefetcher.page_running` of this server process's worker (the shell wraps every page run in it)."""
+    return _shared.page_running()
 
 
 def readiness(corpus, model_key: str, item_ids: Iterable[int], gamma=None, pool: int | None = None) -> dict[int, str]:

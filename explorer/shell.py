@@ -70,10 +70,14 @@ def page(name: str) -> st.Page:
 
 
 def run(page) -> None:
-    """Run the page ``st.navigation`` chose, marked as running inside the shell."""
+    """Run the page ``st.navigation`` chose, marked as running inside the shell; the background prefetch waits
+    for it (:func:`explorer.prefetch.page_running`)."""
+    from explorer import prefetch
+
     _run.inside = True
     try:
-        page.run()
+        with prefetch.page_running():
+            page.run()
     finally:
         _run.inside = False
 

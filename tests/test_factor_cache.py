@@ -253,3 +253,34 @@ def test_sparse_files_load_as_csr_without_densifying_and_dense_files_as_arrays(t
     loaded = cache.load("m", schedule, 8, 8, tag="sha@1", sparse=True)
     assert isinstance(loaded, np.ndarray)
     np.testing.assert_array_equal(loaded, dense)
+
+
+def test_items_without_features_take_phi_from_their_factors_pass(tmp_path, monkeypatch):
+    """An explanation needs φ of both items; for items never built, the forward pass that computed their factors
+    gives it (no second pass), and a cached pair re-opened reads and preprocesses no scan."""
+    import corpus_index.models
+
+    corpus = make_corpus(tmp_path, per_book=1)  # SMALL_VGG_KEY not built: no stored features
+    model = load_model(SMALL_VGG_KEY)
+    for item_id in (1, 2):
+        corpus.factors(SMALL_VGG_KEY, item_id=item_id, pool=4)  # as the explorer does, with its progress bar
+        factors, phi = bilrp_core.relevance_factors(model, model.preprocess(corpus.image(item_id)), pool=4,
+                                                    return_phi=True)
+        with torch.no_grad():
+            torch.testing.assert_close(phi, model(model.preprocess(corpus.image(item_id)))[0])  # the same φ
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("φ was computed again")
+
+    monkeypatch.setattr(corpus_index.models, "embed", no_pass)
+    explanation = corpus.explain(SMALL_VGG_KEY, 1, 2, pool=4, images=False)
+    x1, x2 = (model.preprocess(corpus.image(i)) for i in (1, 2))
+    with torch.no_grad():
+        assert explanation.score == pytest.approx(float((model(x1) * model(x2)).sum()), rel=1e-5)
+    assert explanation.image1 is None and explanation.input_sizes == ((32, 32), (32, 32))
+
+    monkeypatch.setattr(corpus, "image", no_pass)  # cached factors that know their input size need no scan
+    monkeypatch.setattr(model, "preprocess", no_pass)
+    again = corpus.explain(SMALL_VGG_KEY, 1, 2, pool=4, images=False)
+    assert again.cached == (True, True) and again.score == explanation.score
+    np.testing.assert_array_equal(again.table(n=5).to_numpy(), explanation.table(n=5).to_numpy())

@@ -50,3 +50,39 @@ def test_ray_engine_equals_in_process(tmp_path):
             from_ray = distributed.factors(SMALL_VGG_KEY, item_id=int(item_id), pool=pool)  # read from the cache
             in_process = local.factors(SMALL_VGG_KEY, item_id=int(item_id), pool=pool)  # computed here
             np.testing.assert_allclose(from_ray, in_process, rtol=1e-4, atol=1e-6 * np.abs(in_process).max())
+
+
+def test_ray_factors_of_pages_of_different_sizes_keep_their_input_sizes(tmp_path):
+    """The bigram network keeps a page's size: factors of two pages differ in shape and travel back as they are,
+    with the size of the model input each was computed at (an explanation from cache then needs no scan)."""
+    from PIL import Image
+
+    from corpus_index.corpus import Corpus
+    from corpus_index.synthetic import table_groups, table_page
+    from corpus_index.synthetic.pages import sample_house_style
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for seed, crop in ((0, (0, 0, 520, 700)), (1, (0, 0, 640, 560))):
+        rng = np.random.default_rng([seed, 5])
+        scan, _, _ = table_page(table_groups()[5], sample_house_style(rng, "EB Garamond"), 10, rng)
+        Image.fromarray(np.asarray(scan)).crop(crop).save(folder / f"table-{seed}.png")
+    corpus = Corpus.open(tmp_path / "root", create=True)
+    ids = [int(i) for i in corpus.ingest_folder(folder).added]
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        report = corpus.precompute_factors("bigram", ids, pool=16, engine="ray", concurrency=2)
+    finally:
+        ray.shutdown()
+    assert report.computed == 2 and not report.skipped
+    model = load_model("bigram")
+    schedule = resolve_schedule(model, None)
+    shapes = []
+    for item_id in ids:
+        from_ray, input_shape = corpus.factor_cache.load_entry("bigram", schedule, 16, item_id)
+        x = model.preprocess(corpus.image(item_id))
+        assert input_shape == tuple(x.shape[-2:])
+        in_process = corpus.factors("bigram", image=corpus.image(item_id), pool=16)
+        np.testing.assert_allclose(from_ray, in_process, rtol=1e-4, atol=1e-6 * np.abs(in_process).max())
+        shapes.append(from_ray.shape)
+    assert shapes[0] != shapes[1]

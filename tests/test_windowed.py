@@ -227,3 +227,13 @@ def test_cache_factors_reports_batches_within_each_page(demo_page, tmp_path):
     within = [message for done, _, message in calls if "batches" in message]
     assert any(message.startswith("BiLRP factors bigram: 1 (") for message in within)
     assert any(message.startswith("BiLRP factors bigram: 2 (") for message in within)
+
+
+@pytest.mark.parametrize("method", ["windowed", "dense"])
+def test_phi_comes_with_the_factors_from_the_same_forward_pass(demo_page, method):
+    model = bigram_network()
+    crop = demo_page[1]
+    factors, phi = relevance_factors(model, crop, pool=8, method=method, return_phi=True)
+    with torch.no_grad():
+        torch.testing.assert_close(phi, model(crop)[0])
+    torch.testing.assert_close(factors, relevance_factors(model, crop, pool=8, method=method))
