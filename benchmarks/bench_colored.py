@@ -4,10 +4,11 @@ Usage: .venv/bin/python -m benchmarks.bench_colored [--keys vgg16-L17-h100-seed0
        (writes benchmarks/results/colored.json and prints it)
 
 For each model key, one rendered demo page (``corpus_index.synthetic``, preprocessed as the app does): the seconds
-of dense and of coloured factors (pool 8) in the same run, the speed-up, the split and colours the plan chose with
-its estimated multiply-adds, the coloured time split into the adjoint (colour) passes and the dimensions' part
-(backward above the split and the products at the split), the multiply-add rates of the two parts (the ratio
-behind :data:`bilrp_core.colored.PRODUCT_WEIGHT` when the layers above the split are cheap, as at L17), the
+of dense and of coloured factors (pool 8) in the same run, the speed-up, the split, colours and layers on crops
+the plan chose with its estimated multiply-adds, the coloured time split into the adjoint (colour) passes and the
+dimensions' part (backward above the split and the products at the split), the multiply-add rates of the two parts
+(the ratio behind :data:`bilrp_core.colored.PRODUCT_WEIGHT` when the layers above the split are cheap, as at L17),
+the same coloured factors without crops (every colour pass on whole maps, the plan's best split for that), the
 largest difference relative to the largest dense factor, and the machine's load average before and after.
 """
 
@@ -55,16 +56,24 @@ def the_plan(model, x):
         return colored.plan_colors(rules, contexts, shapes + [a_top.shape], (POOL, POOL), n_dims), shapes, n_dims
 
 
-def timed_colored(model, x, colours):
-    """Seconds of coloured factors, and of their colour passes (up to the progress report of the last colour)."""
-    marks = {}
-    start = time.perf_counter()
+def timed_colored(model, x, colours, crops=True):
+    """Seconds of coloured factors, and of their colour passes (up to the progress report of the last colour).
 
-    def progress(done, total):
-        if done >= colours and "colours" not in marks:
-            marks["colours"] = time.perf_counter() - start
+    ``crops=False``: every colour pass on whole maps (crops priced out of the plan, which may then split elsewhere).
+    """
+    marks, weight = {}, colored.CROP_WEIGHT
+    colored.CROP_WEIGHT = weight if crops else 1e30
+    try:
+        colours = colours if crops else the_plan(model, x)[0].colors
+        start = time.perf_counter()
 
-    factors = relevance_factors(model, x, pool=POOL, method="colored", progress=progress)
+        def progress(done, total):
+            if done >= colours and "colours" not in marks:
+                marks["colours"] = time.perf_counter() - start
+
+        factors = relevance_factors(model, x, pool=POOL, method="colored", progress=progress)
+    finally:
+        colored.CROP_WEIGHT = weight
     return factors, time.perf_counter() - start, marks["colours"]
 
 
@@ -74,31 +83,34 @@ def measure(key, repeats):
     plan, shapes, n_dims = the_plan(model, x)
     relevance_factors(model, x, pool=POOL, method="dense", dims=range(4))  # warm-up
     relevance_factors(model, x, pool=POOL, method="colored", dims=range(4))
-    dense_times, colored_runs = [], []
+    dense_times, colored_runs, uncropped_runs = [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
         dense = relevance_factors(model, x, pool=POOL, method="dense")
         dense_times.append(time.perf_counter() - start)
         coloured, seconds, colour_seconds = timed_colored(model, x, plan.colors)
         colored_runs.append((seconds, colour_seconds))
+        uncropped, *timing = timed_colored(model, x, plan.colors, crops=False)
+        uncropped_runs.append(tuple(timing))
     seconds, colour_seconds = min(colored_runs)
     dense_seconds = statistics.median(dense_times)
-    levels = shapes[:plan.split] + [plan.level_shape]
-    colour_macs = plan.colors * sum(colored.layer_cost(rule, ctx, levels[j], levels[j + 1])
-                                    for j, (rule, ctx) in enumerate(zip(plan.rules, plan.contexts, strict=True)))
     product_macs = n_dims * plan.colors * int(torch.Size(plan.level_shape[1:]).numel())
     return {
         "key": key, "input": list(x.shape), "pool": POOL, "dims": n_dims,
         "dense_seconds": dense_seconds, "colored_seconds": seconds, "speedup": dense_seconds / seconds,
         "pair_seconds_colored": 2 * seconds, "pair_seconds_dense": 2 * dense_seconds,
         "colour_pass_seconds": colour_seconds, "dimension_part_seconds": seconds - colour_seconds,
+        "uncropped_seconds": min(uncropped_runs)[0], "uncropped_colour_pass_seconds": min(uncropped_runs)[1],
         "split": plan.split, "below_split": f"layers 0-{plan.split - 1} (last: {model.layers[plan.split - 1]})",
+        "crops": plan.crops, "on_crops": f"layers 0-{plan.crops - 1}" if plan.crops else "none",
         "level_shape": list(plan.level_shape), "spacing": list(plan.spacing),
         "colours": plan.colors, "estimated_macs_colored": plan.cost, "estimated_macs_dense": plan.dense_cost,
-        "colour_pass_gmacs_per_s": colour_macs / colour_seconds / 1e9,
+        "estimated_macs_colour_passes": plan.colour_cost,
+        "colour_pass_gmacs_per_s": plan.colour_cost / colour_seconds / 1e9,
         "dimension_part_gmacs_per_s": product_macs / (seconds - colour_seconds) / 1e9,
         "auto_method": factor_method(model, x, pool=POOL),
         "max_relative_difference": float((coloured - dense).abs().max() / dense.abs().max()),
+        "max_relative_difference_uncropped": float((uncropped - dense).abs().max() / dense.abs().max()),
         "dense_seconds_all": dense_times, "colored_seconds_all": [s for s, _ in colored_runs],
     }
 

@@ -23,6 +23,13 @@ far fewer colours than dimensions. :func:`plan_colors` estimates the multiply-ad
 shapes and keeps the cheapest; :func:`bilrp_core.relevance_factors` uses it when it beats dense factors. A rule
 without ``adjoint`` or without a local ``footprint`` (a Linear layer, shifts, the bigram pooling) stops the split:
 coloured factors need only the layers below the split to have both.
+
+Crops. A colour's indicator is zero outside its patches and each layer spreads it only by its receptive field
+(:meth:`Window.reached <bilrp_core.windowed.Window.reached>`), so the lowest layers of a colour pass mostly
+multiply zeros. There the adjoints run on crops around each patch (contexts cropped by ``rule.crop`` as for
+windowed factors; the convs of crops that hold their border without padding), added into whole maps per colour
+where whole maps get cheaper (:data:`CROP_WEIGHT`, :data:`CROP_COPY`). Exact too: the adjoint is linear, so a
+colour's pass is the sum of its patches'.
 """
 
 from dataclasses import dataclass
@@ -30,7 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .rules import ZBoxRule
+from .rules import SAME, ZBoxRule
 from .windowed import Window
 
 #: Cost of one multiply-add of the products V_g · R_k at the split relative to one of a conv, for the plan's
@@ -41,6 +48,13 @@ PRODUCT_WEIGHT = 20
 #: Largest number of values of the colour maps V_g (all colours at the split level): they are kept for every chunk of
 #: dimensions, so a split whose maps exceed this (large inputs, high splits) is not considered.
 MAP_ELEMENTS = 2**26
+#: Cost of one multiply-add of an adjoint on crops relative to one on whole maps, for the plan's estimate: many small
+#: convs and the copies of crops run slower per multiply-add (see the crop and colour rates in
+#: benchmarks/results/colored.json).
+CROP_WEIGHT = 2.0
+#: Cost of copying one value of a crop (the context's crops and the relevance moved between windows) in
+#: multiply-adds, for the plan's estimate: it decides for thin layers, whose few multiply-adds are cheaper than crops.
+CROP_COPY = 30
 
 
 @dataclass
@@ -65,6 +79,13 @@ class ColorPlan:
         (1, C_k, H_k, W_k): the shape of the relevance entering layer ``split``.
     cost, dense_cost : float
         Estimated multiply-adds of these coloured factors and of dense factors.
+    crops : int
+        Layers ``[:crops]`` run on crops around each patch (:func:`crop_pass`), those up to the split on whole maps.
+    windows, shapes : list
+        Each patch's window (row-major; all the patch's indicator reaches) and the maps' shape at the input of
+        layers 0..``split`` (so that any ``crops`` can run).
+    colour_cost : float
+        Estimated multiply-adds of the colour passes (crops and whole maps).
     """
 
     split: int
@@ -77,6 +98,10 @@ class ColorPlan:
     level_shape: torch.Size
     cost: float
     dense_cost: float
+    crops: int = 0
+    windows: list = None
+    shapes: list = None
+    colour_cost: float = 0.0
 
     @property
     def colors(self):
@@ -150,12 +175,37 @@ def _colourable(rule, ctx):
     return hasattr(rule, "adjoint") and getattr(rule, "footprint", lambda ctx: None)(ctx) is not None
 
 
+def _patches(input_shape, pool, spacing):
+    """The windows of all patches (row-major) at the input, and each patch's colour."""
+    (ph, pw), (sy, sx) = pool, spacing
+    cells_h, cells_w = -(-input_shape[-2] // ph), -(-input_shape[-1] // pw)
+    rows, cols = torch.arange(cells_h).repeat_interleave(cells_w), torch.arange(cells_w).repeat(cells_h)
+    return Window(torch.stack([rows * ph, cols * pw], 1), (ph, pw)), (rows % sy) * sx + cols % sx
+
+
+def _patch_levels(rules, contexts, shapes, pool):
+    """The patches' windows at the input of every layer (and above the last), and each layer's cost on all patches
+    (:func:`layer_cost` of each crop, plus :data:`CROP_COPY` per value copied; independent of the colours)."""
+    windows, costs = [_patches(shapes[0], pool, (1, 1))[0]], []
+    for j, (rule, ctx) in enumerate(zip(rules, contexts, strict=True)):
+        footprint = rule.footprint(ctx)
+        above = windows[-1].reached(footprint, shapes[j + 1][-2:])
+        below = above.grown(footprint)
+        shape_in, shape_out = (1, shapes[j][1], *below.size), (1, shapes[j + 1][1], *above.size)
+        copies = CROP_COPY * (_numel(shape_in) + _numel(shape_out)) if footprint != SAME else 0
+        costs.append(len(above.origin) * (layer_cost(rule, ctx, shape_in, shape_out) + copies))
+        windows.append(above)
+    return windows, costs
+
+
 def plan_colors(rules, contexts, shapes, pool, n_dims):
     """The cheapest coloured plan for ``n_dims`` dimensions, or None when no split is possible.
 
     Every split up to the first rule that cannot be coloured is priced (see the module docstring), except splits
-    whose colour maps would hold more than :data:`MAP_ELEMENTS` values. None when the first rule cannot be
-    coloured or every split's maps are too large.
+    whose colour maps would hold more than :data:`MAP_ELEMENTS` values; for each split the number of layers run
+    on crops is the cheapest (crops cost :data:`CROP_WEIGHT` times more per multiply-add but are done once per
+    patch over the patch's reach, whole maps once per colour). None when the first rule cannot be coloured or
+    every split's maps are too large.
 
     Parameters
     ----------
@@ -171,27 +221,31 @@ def plan_colors(rules, contexts, shapes, pool, n_dims):
     costs = [layer_cost(rule, ctx, shapes[j], shapes[j + 1]) for j, (rule, ctx) in enumerate(zip(rules, contexts,
                                                                                                    strict=True))]
     dense = n_dims * sum(costs)
+    colourable = next((j for j, (rule, ctx) in enumerate(zip(rules, contexts, strict=True))
+                       if not _colourable(rule, ctx)), len(rules))
+    windows, crop_costs = _patch_levels(rules[:colourable], contexts[:colourable], shapes, pool)
     best = None
-    for split in range(1, len(rules) + 1):
-        if not _colourable(rules[split - 1], contexts[split - 1]):
-            break
+    for split in range(1, colourable + 1):
         spacing, _ = _geometry(rules[:split], contexts[:split], shapes[split], shapes[0], pool)
         colours = spacing[0] * spacing[1]
         if colours * _numel(shapes[split]) > MAP_ELEMENTS:
             continue
-        cost = (n_dims * sum(costs[split:]) + colours * sum(costs[:split])
+        _, crops = min((CROP_WEIGHT * sum(crop_costs[:n]) + colours * sum(costs[n:split]), n) for n in range(split + 1))
+        bottom = sum(crop_costs[:crops]) + colours * sum(costs[crops:split])
+        cost = (n_dims * sum(costs[split:]) + bottom + (CROP_WEIGHT - 1) * sum(crop_costs[:crops])
                 + PRODUCT_WEIGHT * n_dims * colours * _numel(shapes[split]))  # the products V_g · R_k
         if best is None or cost < best[1]:
-            best = (split, cost)
+            best = (split, cost, crops, bottom)
     if best is None:
         return None
-    split, cost = best
+    split, cost, crops, bottom = best
     spacing, (rows, cols) = _geometry(rules[:split], contexts[:split], shapes[split], shapes[0], pool)
     cells_h, cells_w = -(-shapes[0][-2] // pool[0]), -(-shapes[0][-1] // pool[1])
     device = _device(contexts)
     owners = _owners(rows, cols, cells_w, cells_h * cells_w).to(device)
     return ColorPlan(split, list(rules[:split]), list(contexts[:split]), spacing, owners, torch.Size(shapes[0]),
-                     tuple(pool), torch.Size(shapes[split]), float(cost), float(dense))
+                     tuple(pool), torch.Size(shapes[split]), float(cost), float(dense), crops, windows[:split + 1],
+                     [torch.Size(shape) for shape in shapes[:split + 1]], float(bottom))
 
 
 def _device(contexts):
@@ -217,14 +271,89 @@ def colour_indicators(plan, colours, dtype, device):
     return (colour[None] == wanted).to(dtype)[:, None].expand(-1, channels, -1, -1)
 
 
-def colour_maps(plan, dtype, chunk, progress=None, done=0, total=0):
-    """V_g = B_k*(indicator of colour g) for every colour, (Sy·Sx, C_k, H_k·W_k), ``chunk`` colours per pass."""
+def _rewindow(u, source, target):
+    """Values ``u`` on the windows ``source`` moved onto the windows ``target``: zeros where ``source`` has none,
+    and values outside ``target`` dropped (the caller's windows hold every value that is read)."""
+    if source.size == target.size and torch.equal(source.origin, target.origin):
+        return u
+    moved = u.new_zeros(*u.shape[:2], *target.size)
+    offsets = source.origin - target.origin  # where each source window starts in its target window
+    shifts, groups = offsets.unique(dim=0, return_inverse=True)  # patches on one grid: few shifts
+    for group, (dy, dx) in enumerate(shifts.tolist()):
+        ys = slice(max(0, -dy), min(source.size[0], target.size[0] - dy))
+        xs = slice(max(0, -dx), min(source.size[1], target.size[1] - dx))
+        into = (slice(ys.start + dy, ys.stop + dy), slice(xs.start + dx, xs.stop + dx))
+        index = slice(None) if len(shifts) == 1 else (groups == group).nonzero().squeeze(1).to(u.device)
+        moved[index, :, into[0], into[1]] = u[index][:, :, ys, xs]
+    return moved
+
+
+def crop_pass(plan, patches, dtype):
+    """The adjoints of the indicators of ``patches`` (LongTensor of row-major patch indices) through layers
+    ``[:plan.crops]``, each on crops of its window: (values (n, C, h, w), their windows at level ``plan.crops``).
+
+    Contexts are cropped from the one forward pass (``rule.crop``, as for windowed factors; convs of crops that
+    hold the border run without padding) to output windows holding all the patch reaches and input windows grown
+    by the receptive field. Pixels of a ragged border patch outside the input get nothing.
+    """
     device = plan.owners.device
+    window = Window(plan.windows[0].origin[patches], plan.windows[0].size)
+    ys, xs, inside = window._grid(*plan.input_shape[-2:])
+    u = inside[:, None].to(device=device, dtype=dtype).expand(-1, plan.input_shape[1], -1, -1)
+    for j in range(plan.crops):
+        rule, ctx = plan.rules[j], plan.contexts[j]
+        above = Window(plan.windows[j + 1].origin[patches], plan.windows[j + 1].size)
+        below = above.grown(rule.footprint(ctx))
+        u = rule.adjoint(rule.crop(ctx, below, above), _rewindow(u, window, below))
+        window = above
+    return u, window
+
+
+def _added_into_maps(values, window, colours, n_colours, shape):
+    """(n_colours, C, H, W): the crops ``values`` (n, C, h, w) on ``window`` added into the maps of their
+    ``colours`` (n,); values outside the maps (where a window reaches beyond them) are dropped."""
+    channels, (height, width) = shape[1], shape[-2:]
+    ys, xs, inside = window._grid(height, width)
+    flat = ys.clamp(0, height - 1)[:, :, None] * width + xs.clamp(0, width - 1)[:, None, :]
+    spare = n_colours * height * width
+    index = torch.where(inside, colours[:, None, None] * (height * width) + flat, spare).flatten()
+    maps = values.new_zeros(channels, spare + 1)
+    maps.index_add_(1, index.to(values.device), values.transpose(0, 1).reshape(channels, -1))
+    return maps[:, :spare].view(channels, n_colours, height, width).transpose(0, 1).contiguous()
+
+
+def _crop_chunk(plan, device):
+    """Colours per pass that fit the dense chunks' budget when the whole maps start at level ``plan.crops``."""
+    from .attribution import CHUNK_ELEMENTS  # attribution imports this module
+
+    per_patch = max(shape[1] * window.size[0] * window.size[1]
+                    for shape, window in zip(plan.shapes[:plan.crops + 1], plan.windows, strict=False))
+    patches = -(-len(plan.windows[0].origin) // plan.colors)
+    largest = max([_numel(shape) for shape in plan.shapes[plan.crops:]] + [patches * per_patch])
+    return max(1, CHUNK_ELEMENTS["cuda" if device.type == "cuda" else "cpu"] // largest)
+
+
+def colour_maps(plan, dtype, chunk, progress=None, done=0, total=0):
+    """V_g = B_k*(indicator of colour g) for every colour, (Sy·Sx, C_k, H_k·W_k), ``chunk`` colours per pass.
+
+    The lowest ``plan.crops`` layers run on crops around each patch of the chunk's colours (:func:`crop_pass`),
+    added into whole maps per colour above them; ``chunk`` is then at least as many colours as fit the budget of
+    the whole maps above the crops (small batches of crops run slowly).
+    """
+    device = plan.owners.device
+    if plan.crops:
+        chunk = max(chunk, _crop_chunk(plan, device))
+    patch_colours = _patches(plan.input_shape, plan.pool, plan.spacing)[1]
     maps = []
     for start in range(0, plan.colors, chunk):
         colours = list(range(start, min(start + chunk, plan.colors)))
-        u = colour_indicators(plan, colours, dtype, device)
-        for rule, ctx in zip(plan.rules, plan.contexts, strict=True):
+        if plan.crops:
+            patches = ((patch_colours >= start) & (patch_colours <= colours[-1])).nonzero().squeeze(1)
+            values, window = crop_pass(plan, patches, dtype)
+            u = _added_into_maps(values, window, patch_colours[patches] - start, len(colours), plan.shapes[plan.crops])
+        else:
+            u = colour_indicators(plan, colours, dtype, device)
+        for rule, ctx in zip(plan.rules[plan.crops:], plan.contexts[plan.crops:], strict=True):
             u = rule.adjoint(ctx, u)
         maps.append(u.flatten(2))
         if progress is not None:

@@ -16,8 +16,9 @@ window, so windowed and dense factors are the same numbers.
 
 Rules that are local may also offer ``rule.adjoint(ctx, u)``, the transpose of the linear map ``backward(ctx, ·)``
 (u input-shaped with a batch dimension, the result output-shaped): ⟨backward(ctx, r), u⟩ = ⟨r, adjoint(ctx, u)⟩,
-for contexts of the whole input (not crops). The coloured factors of :mod:`bilrp_core.colored` run it forward
-through the bottom of the network.
+for contexts of the whole input, and on crops (``crop``: u on the windows ``below``, the result on ``above``) for the
+rules offering both. The coloured factors of :mod:`bilrp_core.colored` run it forward through the bottom of the
+network, on crops around each patch in the lowest layers.
 """
 
 from dataclasses import dataclass
@@ -31,12 +32,16 @@ from torch.nn.modules.utils import _pair
 from .numerics import DEFAULT_EPS, safe_divide, stabilize
 
 
-def linear_forward(layer, a, weight, bias):
-    """The Conv2d/Linear ``layer`` applied to ``a`` with other parameters (e.g. ρ(w) of the γ rule)."""
+def linear_forward(layer, a, weight, bias, padding=None):
+    """The Conv2d/Linear ``layer`` applied to ``a`` with other parameters (e.g. ρ(w) of the γ rule).
+
+    ``padding`` replaces the conv's own (a cropped window that holds the layer's border is convolved without).
+    """
     if isinstance(layer, nn.Conv2d):
         if layer.padding_mode != "zeros":
             raise ValueError(f"{layer!r}: only zero padding is supported by the LRP rules")
-        return F.conv2d(a, weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+        padding = layer.padding if padding is None else padding
+        return F.conv2d(a, weight, bias, layer.stride, padding, layer.dilation, layer.groups)
     return F.linear(a, weight, bias)
 
 
@@ -101,9 +106,10 @@ class GammaRule:
     def adjoint(self, ctx, u):
         """Transpose of ``backward``: R_in = a ⊙ Tᵀ(R_out / z) gives u_out = T(a ⊙ u) / z, T the layer with ρ(w).
 
-        T has no bias: the bias enters z only, and z is fixed by the forward pass.
+        T has no bias: the bias enters z only, and z is fixed by the forward pass. Runs on crops too (``crop``).
         """
-        return linear_forward(ctx["layer"], ctx["a"] * u, ctx["weight"], None) / normaliser(ctx, self.eps)
+        return (linear_forward(ctx["layer"], ctx["a"] * u, ctx["weight"], None, ctx.get("padding"))
+                / normaliser(ctx, self.eps))
 
     def footprint(self, ctx):
         return conv_footprint(ctx["layer"])
@@ -148,15 +154,16 @@ class ZBoxRule:
         """Transpose of ``backward``: u_out = [T_w(x ⊙ u) − T_w⁺(low ⊙ u) − T_w⁻(high ⊙ u)] / z (no bias).
 
         With one group the three maps are one conv of the stacked (x, low, high) ⊙ u with (w, −w⁺, −w⁻): the
-        pixel layer's few input channels make three thin convs slower than one three times as wide.
+        pixel layer's few input channels make three thin convs slower than one three times as wide. Runs on crops
+        too (``crop``).
         """
-        layer = ctx["layer"]
+        layer, padding = ctx["layer"], ctx.get("padding")
         inputs = [ctx["a"] * u, ctx["low"] * u, ctx["high"] * u]
         weights = [layer.weight, -ctx["w_pos"], -ctx["w_neg"]]
         if getattr(layer, "groups", 1) == 1:
-            numerator = linear_forward(layer, torch.cat(inputs, 1), torch.cat(weights, 1), None)
+            numerator = linear_forward(layer, torch.cat(inputs, 1), torch.cat(weights, 1), None, padding)
         else:
-            numerator = sum(linear_forward(layer, v, w, None) for v, w in zip(inputs, weights, strict=True))
+            numerator = sum(linear_forward(layer, v, w, None, padding) for v, w in zip(inputs, weights, strict=True))
         return numerator / normaliser(ctx, self.eps)
 
     def footprint(self, ctx):
@@ -224,10 +231,12 @@ class MaxPoolRule(GradientRule):
         """Transpose of ``backward`` (a scatter of a ⊙ R/out): gather a ⊙ u at the arg-max of each output, ÷ out.
 
         Division by out with the same convention as ``backward`` (0 where out = 0), so the two are exact transposes.
+        On a crop (``crop``, no input kept) a at the arg-max is the output itself.
         """
-        out = ctx["out"]
-        gathered = (ctx["a"] * u).flatten(2).gather(2, ctx["indices"].expand(u.shape[0], -1, -1))
-        return safe_divide(gathered.view(u.shape[0], *out.shape[1:]), out)
+        out, a = ctx["out"], ctx.get("a")
+        gathered = (u if a is None else a * u).flatten(2).gather(2, ctx["indices"].expand(u.shape[0], -1, -1))
+        gathered = gathered.view(u.shape[0], *out.shape[1:])
+        return safe_divide(gathered * out if a is None else gathered, out)
 
     def footprint(self, ctx):
         return ctx["geometry"]

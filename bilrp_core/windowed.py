@@ -64,6 +64,24 @@ class Window:
         size = [(n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip(self.size, stride, dilation, kernel, strict=True)]
         return Window(origin, size)
 
+    def reached(self, footprint, out_size):
+        """The windows of a layer's output that read some input of these windows: the forward counterpart of
+        :meth:`grown` (used by the coloured factors' cropped passes), kept inside the output maps where they fit.
+
+        An output at o reads the inputs o·stride − padding + dilation·t, t < kernel: it reads some of [lo, hi] when
+        ⌈(lo + padding − dilation·(kernel − 1)) / stride⌉ ≤ o ≤ ⌊(hi + padding) / stride⌋. All windows get the
+        largest size (one batch); a window that would then leave the maps is moved back inside, still covering its
+        outputs.
+        """
+        if footprint == SAME:
+            return self
+        kernel, stride, dilation, padding = (torch.tensor(v) for v in footprint)
+        bound = torch.tensor(out_size)
+        first = (-((dilation * (kernel - 1) - padding - self.origin) // stride)).clamp(min=0)
+        last = torch.minimum((self.origin + torch.tensor(self.size) - 1 + padding) // stride, bound - 1)
+        size = (last - first + 1).amax(0).clamp(min=1)
+        return Window(torch.minimum(first, (bound - size).clamp(min=0)), size.tolist())
+
     def _grid(self, height, width):
         ys = self.origin[:, :1] + torch.arange(self.size[0])  # (n, h)
         xs = self.origin[:, 1:] + torch.arange(self.size[1])  # (n, w)

@@ -1,8 +1,12 @@
-"""Coloured factors (bilrp_core.colored): each rule's adjoint is the transpose of its backward, coloured factors
-equal dense ones, they conserve the score, and "auto" chooses them only where they pay."""
+"""Coloured factors (bilrp_core.colored): each rule's adjoint is the transpose of its backward and equals on crops
+what it gives on whole maps, coloured factors (with and without crops) equal dense ones, they conserve the score,
+and "auto" chooses them, and crops, only where they pay."""
+
+import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bilrp_core import BigramOptions, SimilarityModel, bigram_network, colored, pair_matrix, relevance_factors
@@ -246,3 +250,150 @@ def test_auto_keeps_windowed_where_windows_are_small():
     assert factor_method(model, crop, method="colored") == "colored"
     coloured, dense = _both(model, crop, pool=8)
     assert dense.abs().max() > 0 and _rel_err(coloured, dense) <= TOLERANCE
+
+
+# Crops: the lowest layers of the colour passes run on windows around each patch (colored.crop_pass).
+
+def _crop_check(rule, layer, a, origins, size, seed=0):
+    """The adjoint on crops (``rule.crop``) equals the whole-map adjoint inside the maps, on random u, for output
+    windows at ``origins`` (some reaching outside the maps) and their input windows grown by the receptive field."""
+    from bilrp_core.windowed import Window
+
+    g = torch.Generator().manual_seed(seed)
+    ctx = rule.prepare(layer, a)
+    with torch.no_grad():
+        u = torch.randn(len(origins), *a.shape[1:], dtype=a.dtype, generator=g)
+        full = rule.adjoint(ctx, u)
+        above = Window(torch.tensor(origins), size)
+        below = above.grown(rule.footprint(ctx))
+        crops = torch.stack([below.take(u[i:i + 1])[i] for i in range(len(origins))])
+        cropped = rule.adjoint(rule.crop(ctx, below, above), crops)
+        expected = torch.stack([above.take(full[i:i + 1])[i] for i in range(len(origins))])
+    _, _, inside = above._grid(*full.shape[-2:])
+    assert expected[inside[:, None].expand_as(expected)].abs().max() > 1e-6
+    torch.testing.assert_close(torch.where(inside[:, None], cropped, 0.0), torch.where(inside[:, None], expected, 0.0),
+                               rtol=1e-10, atol=1e-12)
+
+
+ORIGINS = [[0, 0], [-2, 3], [2, -1], [4, 3], [1, 2]]  # inside, and beyond every side of a 7×6 output
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.25])
+@pytest.mark.parametrize("layer", [
+    lambda: _conv(4, 5, 3, padding=1),
+    lambda: _conv(4, 6, 3, stride=2, padding=2, dilation=2, bias=False),
+    lambda: _conv(4, 6, (1, 3), groups=2, padding=(0, 1)),
+])
+def test_gamma_rule_adjoint_on_crops_equals_the_whole_maps(gamma, layer):
+    layer = layer()
+    out = layer(_activations(height=12, width=11)).shape[-2:]
+    _crop_check(GammaRule(gamma), layer, _activations(height=12, width=11), ORIGINS, (min(4, out[0]), 3))
+
+
+@pytest.mark.parametrize("layer", [lambda: _conv(3, 5, 3, padding=1), lambda: _conv(4, 6, 3, stride=2, groups=2)])
+def test_zbox_rule_adjoint_on_crops_equals_the_whole_maps(layer):
+    layer = layer()
+    channels = layer.in_channels
+    low = -torch.rand(1, channels, 1, 1, dtype=torch.float64)
+    high = 1 + torch.rand(1, channels, 1, 1, dtype=torch.float64)
+    a = low + (high - low) * _activations(channels, height=12, width=11)
+    _crop_check(ZBoxRule(low, high), layer, a, ORIGINS, (3, 3))
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1), nn.MaxPool2d(3, stride=1)])
+def test_max_pool_rule_adjoint_on_crops_equals_the_whole_maps(pool):
+    a = torch.relu(torch.randn(1, 4, 14, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
+    _crop_check(MaxPoolRule(), pool, a, ORIGINS, (3, 2))
+
+
+def test_elementwise_rules_adjoints_on_crops_equal_the_whole_maps():
+    a = torch.randn(1, 4, 7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    _crop_check(GateRule(), nn.Threshold(0.3, 0.0), a, ORIGINS, (3, 3))
+    _crop_check(PassRule(), nn.ReLU(), a, ORIGINS, (3, 3))
+
+
+@pytest.mark.parametrize("footprint", [((3, 3), (1, 1), (1, 1), (1, 1)), ((2, 2), (2, 2), (1, 1), (0, 0)),
+                                       ((3, 2), (2, 3), (2, 1), (2, 0))])
+def test_reached_windows_hold_every_output_that_reads_the_window(footprint):
+    """Brute force: the outputs whose conv reads an input of the window (a conv of its indicator with ones)."""
+    from bilrp_core.windowed import Window
+
+    (kernel, stride, dilation, padding), height, width = footprint, 15, 13
+    origins = torch.tensor([[0, 0], [5, 4], [12, 10], [3, 11]])
+    out = F.conv2d(torch.zeros(1, 1, height, width), torch.ones(1, 1, *kernel), None, stride, padding, dilation)
+    reached = Window(origins, (3, 2)).reached(footprint, out.shape[-2:])
+    reads = 0
+    for origin, found in zip(origins.tolist(), reached.origin.tolist(), strict=True):
+        indicator = torch.zeros(1, 1, height, width)
+        indicator[..., origin[0]:origin[0] + 3, origin[1]:origin[1] + 2] = 1
+        read = F.conv2d(indicator, torch.ones(1, 1, *kernel), None, stride, padding, dilation)[0, 0] > 0
+        inside = torch.zeros_like(read)
+        inside[found[0]:found[0] + reached.size[0], found[1]:found[1] + reached.size[1]] = True
+        assert not (read & ~inside).any()
+        assert 0 <= found[0] and found[0] + reached.size[0] <= max(out.shape[-2], reached.size[0])  # in the maps
+        reads += bool(read.any())
+    assert reads >= 3  # (stride 3 > kernel 2 skips the columns of one window: it reaches no output)
+
+
+def _plan(model, x, pool, n_dims=8):
+    rules, shapes = rules_for(model), []
+    contexts, a_top = _forward_and_prepare(model, x, rules, shapes)
+    return colored.plan_colors(rules, contexts, shapes + [a_top.shape], (pool, pool) if isinstance(pool, int)
+                               else pool, n_dims)
+
+
+@pytest.mark.parametrize("pool", [8, 6, (5, 3)])
+def test_colour_maps_on_crops_equal_whole_maps_for_every_number_of_cropped_layers(pool):
+    """VGG L17 at 64 px: crops up to each level (none, through pools, up to the split) give the same maps."""
+    model = vgg16_similarity(layer=17, proj_dim=8, image_size=64)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(12))
+    plan = _plan(model, x, pool)
+    with torch.no_grad():
+        whole = colored.colour_maps(dataclasses.replace(plan, crops=0), torch.float32, 5)
+        for crops in range(1, plan.split + 1):
+            cropped = colored.colour_maps(dataclasses.replace(plan, crops=crops), torch.float32, 5)
+            assert _rel_err(cropped, whole) <= TOLERANCE, crops
+
+
+@pytest.mark.parametrize("layer, size, pool", [(5, 64, 8), (10, 64, 8), (17, 64, 6), (17, 64, (5, 3))])
+def test_vgg_colored_runs_on_crops_and_equals_dense(layer, size, pool, monkeypatch):
+    """Without the copies' cost the plans of these small inputs crop some layers below the split; crops up to the
+    split (CROP_WEIGHT 0) are exact too."""
+    model = vgg16_similarity(layer=layer, proj_dim=8, image_size=size)
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(layer))
+    monkeypatch.setattr(colored, "CROP_COPY", 0)
+    assert 0 < _plan(model, x, pool).crops < _plan(model, x, pool).split
+    assert _rel_err(*_both(model, x, gamma=0.25, pool=pool)) <= TOLERANCE
+    monkeypatch.setattr(colored, "CROP_WEIGHT", 0.0)
+    plan = _plan(model, x, pool)
+    assert plan.crops == plan.split
+    assert _rel_err(*_both(model, x, gamma={2: 1.0}, pool=pool)) <= TOLERANCE
+
+
+def test_spatial_net_colored_on_crops_equals_dense(monkeypatch):
+    """Stride, dilation, padding and an overlapping padded max-pool cropped (float64)."""
+    monkeypatch.setattr(colored, "CROP_WEIGHT", 0.0)
+    model = spatial_net(seed=1, bias=True, zb=True, normalize=True)
+    x = torch.rand(1, 3, 21, 19, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    rules, shapes = rules_for(model), []
+    contexts, a_top = _forward_and_prepare(model, x, rules, shapes)
+    assert colored.plan_colors(rules, contexts, shapes + [a_top.shape], (3, 3), 6).crops > 1
+    coloured, dense = _both(model, x, gamma={3: 0.5, 7: 0.2}, pool=3)
+    assert _rel_err(coloured, dense) <= 1e-12
+
+
+def test_plan_crops_the_lowest_layers_of_vgg_l17_at_128_px_but_not_the_thin_bigram_layers(monkeypatch):
+    """Crops pay for VGG's wide convs (estimated cost below the plan without crops), not for the bigram network's
+    thin layers, where copying crops costs more than the multiply-adds they save."""
+    x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(13))
+    model = vgg16_similarity(layer=17, proj_dim=100, image_size=128)
+    plan = _plan(model, x, 8, n_dims=100)
+    monkeypatch.setattr(colored, "CROP_WEIGHT", 1e30)
+    whole = _plan(model, x, 8, n_dims=100)
+    assert 0 < plan.crops < plan.split and whole.crops == 0
+    assert plan.colour_cost < whole.colour_cost and plan.cost < whole.cost < plan.dense_cost
+    monkeypatch.undo()
+    page = random_page(256, 320, blobs=8, seed=3)
+    assert _plan(bigram_network(), page, 8, n_dims=33).crops == 0
+    monkeypatch.setattr(colored, "CROP_COPY", 0)  # counting multiply-adds only, crops would look cheaper
+    assert _plan(bigram_network(), page, 8, n_dims=33).crops > 0
