@@ -73,14 +73,18 @@ def test_gamma_rule_adjoint_of_a_linear_layer():
     _assert_adjoint(GammaRule(0.5), nn.Linear(6, 4).double(), torch.rand(1, 6, dtype=torch.float64))
 
 
+def _zbox_rule_and_pixels(channels, **size):
+    """A z^B rule with random box bounds per channel, and pixels inside them."""
+    low = -torch.rand(1, channels, 1, 1, dtype=torch.float64)
+    high = 1 + torch.rand(1, channels, 1, 1, dtype=torch.float64)
+    return ZBoxRule(low, high), low + (high - low) * _activations(channels, **size)
+
+
 @pytest.mark.parametrize("layer", [lambda: _conv(3, 5, 3, padding=1), lambda: _conv(4, 6, 3, stride=2, groups=2)])
 def test_zbox_rule_adjoint_is_the_transpose(layer):
     layer = layer()
-    channels = layer.in_channels
-    low = -torch.rand(1, channels, 1, 1, dtype=torch.float64)
-    high = 1 + torch.rand(1, channels, 1, 1, dtype=torch.float64)
-    a = low + (high - low) * _activations(channels)
-    _assert_adjoint(ZBoxRule(low, high), layer, a)
+    rule, a = _zbox_rule_and_pixels(layer.in_channels)
+    _assert_adjoint(rule, layer, a)
 
 
 @pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1), nn.MaxPool2d(3, stride=1)])
@@ -293,11 +297,8 @@ def test_gamma_rule_adjoint_on_crops_equals_the_whole_maps(gamma, layer):
 @pytest.mark.parametrize("layer", [lambda: _conv(3, 5, 3, padding=1), lambda: _conv(4, 6, 3, stride=2, groups=2)])
 def test_zbox_rule_adjoint_on_crops_equals_the_whole_maps(layer):
     layer = layer()
-    channels = layer.in_channels
-    low = -torch.rand(1, channels, 1, 1, dtype=torch.float64)
-    high = 1 + torch.rand(1, channels, 1, 1, dtype=torch.float64)
-    a = low + (high - low) * _activations(channels, height=12, width=11)
-    _crop_check(ZBoxRule(low, high), layer, a, ORIGINS, (3, 3))
+    rule, a = _zbox_rule_and_pixels(layer.in_channels, height=12, width=11)
+    _crop_check(rule, layer, a, ORIGINS, (3, 3))
 
 
 @pytest.mark.parametrize("pool", [nn.MaxPool2d(2), nn.MaxPool2d(3, stride=2, padding=1), nn.MaxPool2d(3, stride=1)])
