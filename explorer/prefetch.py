@@ -13,9 +13,7 @@ corpus facade (:meth:`corpus_index.corpus.Corpus.precompute_factors`), so the cl
 - Failures (an unreadable scan, a deleted item) are recorded per item and shown as "failed", never raised; a new
   request for the item tries again.
 - Pages come first: while a page runs (:func:`page_running`, entered by the shell around every page), the worker
-  pauses between batches of its backward pass, so the page a user waits for gets both cores; and its thread (with
-  the torch threads it starts) runs at a lower OS priority (:data:`WORKER_NICE`), so the browser drawing a page
-  on the same machine is not slowed by it either.
+  pauses between batches of its backward pass, so the page a user waits for gets both cores.
 
 The worker needs no Streamlit; :func:`show_readiness` is the Neighbours page's caption of one pair.
 """
@@ -26,7 +24,6 @@ import atexit
 import contextlib
 import functools
 import json
-import os
 import threading
 import time
 from collections import deque
@@ -46,8 +43,6 @@ REFRESH_S = 2.0
 #: Seconds a page's pair readiness is reused while no job finished: every card's caption asks for the whole page's
 #: pairs (to know when all are settled), within one run and when their fragments refresh together.
 READINESS_REUSE_S = 1.0
-#: The worker thread's niceness (Linux: per thread; the torch threads it starts inherit it).
-WORKER_NICE = 10
 #: Longest pause (seconds) of the worker for running pages: a page that never ends must not stop the prefetch.
 MAX_PAUSE_S = 30.0
 #: What a neighbour card says about its pair's explanation.
@@ -252,7 +247,6 @@ class Prefetcher:
 
     def _work(self) -> None:
         """The worker thread: one job at a time, until :meth:`stop`."""
-        _lower_priority()
         while True:
             with self._lock:
                 while not self._pending and not self._stopping:
@@ -286,14 +280,6 @@ class Prefetcher:
         report = job.corpus.precompute_factors(job.model_key, [job.item_id], gamma=job.gamma, pool=pool,
                                                progress=self._yield_to_pages)
         return report.skipped[0][1] if report.skipped else None
-
-
-def _lower_priority() -> None:
-    """Run the calling thread (and the threads it starts from now on) at :data:`WORKER_NICE`."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
-    except (AttributeError, OSError):  # not Linux, or not allowed: the pauses for running pages still apply
-        pass
 
 
 _shared = Prefetcher()

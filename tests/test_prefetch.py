@@ -1,6 +1,5 @@
 """The prefetch worker: computes missing factors in the background, cancels on a new query, records failures."""
 
-import os
 import threading
 
 import pytest
@@ -9,7 +8,7 @@ from tiny_corpus import SMALL_VGG_KEY, make_corpus
 from corpus_index import explanation as ex
 from corpus_index.build import default_pool
 from corpus_index.models import load_model
-from explorer.prefetch import COMPUTING, FAILED, MISSING, QUEUED, READY, WORKER_NICE, Prefetcher
+from explorer.prefetch import COMPUTING, FAILED, MISSING, QUEUED, READY, Prefetcher
 
 TIMEOUT = 120  # seconds the worker may take for a few 32-px factors on a busy machine
 
@@ -87,22 +86,6 @@ def test_the_worker_waits_while_a_page_runs(corpus):
         assert worker.readiness(corpus, SMALL_VGG_KEY, [1, 2]) == {1: COMPUTING, 2: QUEUED}
     assert gate.entered.wait(TIMEOUT) and worker.wait_idle(TIMEOUT)  # the page ended: the work goes on
     assert worker.readiness(corpus, SMALL_VGG_KEY, [1, 2]) == {1: READY, 2: READY}
-
-
-def test_the_worker_thread_runs_at_a_lower_priority(corpus):
-    worker = Prefetcher()
-    seen = {}
-    real = corpus.precompute_factors
-
-    def noting(model_key, item_ids, **options):
-        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        return real(model_key, item_ids, **options)
-
-    corpus.precompute_factors = noting
-    worker.request(corpus, SMALL_VGG_KEY, [1])
-    assert worker.wait_idle(TIMEOUT)
-    assert seen["nice"] == os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE  # this test's thread keeps its own
-    assert worker.readiness(corpus, SMALL_VGG_KEY, [1]) == {1: READY}
 
 
 def test_a_new_query_drops_the_pending_work(corpus):
