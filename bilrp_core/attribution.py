@@ -186,7 +186,7 @@ def relevance_factors(model, x, gamma=None, pool=8, chunk_size=None, dims=None, 
         chunk = chunk_size or _auto_chunk(contexts[split:], x.new_empty(coloured.level_shape), len(active))
         with torch.no_grad():
             colored.run_colored(coloured, out, active, relevance_at_split, chunk,
-                                _auto_chunk(coloured.contexts, x, coloured.colors), progress)
+                                CHUNK_ELEMENTS["cuda" if x.is_cuda else "cpu"], progress)
         return _result(model, out, a_top, return_phi)
     chunk = chunk_size or _auto_chunk(contexts, x, max(1, len(active)))
     with torch.no_grad():

@@ -322,27 +322,25 @@ def _added_into_maps(values, window, colours, n_colours, shape):
     return maps[:, :spare].view(channels, n_colours, height, width).transpose(0, 1).contiguous()
 
 
-def _crop_chunk(plan, device):
-    """Colours per pass that fit the dense chunks' budget when the whole maps start at level ``plan.crops``."""
-    from .attribution import CHUNK_ELEMENTS  # attribution imports this module
-
+def colour_chunk(plan, budget: int) -> int:
+    """Colours per adjoint pass so that one pass holds at most ``budget`` values in any layer: the whole maps from
+    level ``plan.crops`` up, and the crops of one colour's patches below it (small batches of crops run slowly,
+    so the crops' share of the budget is what matters there)."""
     per_patch = max(shape[1] * window.size[0] * window.size[1]
                     for shape, window in zip(plan.shapes[:plan.crops + 1], plan.windows, strict=False))
     patches = -(-len(plan.windows[0].origin) // plan.colors)
     largest = max([_numel(shape) for shape in plan.shapes[plan.crops:]] + [patches * per_patch])
-    return max(1, CHUNK_ELEMENTS["cuda" if device.type == "cuda" else "cpu"] // largest)
+    return max(1, min(plan.colors, budget // largest))
 
 
 def colour_maps(plan, dtype, chunk, progress=None, done=0, total=0):
-    """V_g = B_k*(indicator of colour g) for every colour, (Sy·Sx, C_k, H_k·W_k), ``chunk`` colours per pass.
+    """V_g = B_k*(indicator of colour g) for every colour, (Sy·Sx, C_k, H_k·W_k), ``chunk`` colours per pass
+    (:func:`colour_chunk`).
 
     The lowest ``plan.crops`` layers run on crops around each patch of the chunk's colours (:func:`crop_pass`),
-    added into whole maps per colour above them; ``chunk`` is then at least as many colours as fit the budget of
-    the whole maps above the crops (small batches of crops run slowly).
+    added into whole maps per colour above them.
     """
     device = plan.owners.device
-    if plan.crops:
-        chunk = max(chunk, _crop_chunk(plan, device))
     patch_colours = _patches(plan.input_shape, plan.pool, plan.spacing)[1]
     maps = []
     for start in range(0, plan.colors, chunk):
@@ -361,7 +359,7 @@ def colour_maps(plan, dtype, chunk, progress=None, done=0, total=0):
     return torch.cat(maps)
 
 
-def run_colored(plan, out, rows, relevance_at_split, chunk, colour_chunk, progress=None):
+def run_colored(plan, out, rows, relevance_at_split, chunk, budget, progress=None):
     """Write the coloured factors of ``plan`` into ``out`` (d_out, Hp, Wp).
 
     Parameters
@@ -371,8 +369,10 @@ def run_colored(plan, out, rows, relevance_at_split, chunk, colour_chunk, progre
     relevance_at_split : callable
         ``relevance_at_split(rows)`` -> (len(rows), C_k, H_k, W_k): the relevance of those rows entering layer
         ``plan.split``, from the batched backward through the layers above it.
-    chunk, colour_chunk : int
-        Dimensions per batched backward; colours per adjoint pass.
+    chunk : int
+        Dimensions per batched backward.
+    budget : int
+        Largest number of values per layer of one adjoint pass (:func:`colour_chunk`).
     progress : callable, optional
         ``progress(done, total)`` after each adjoint pass (colours done) and each chunk of dimensions (colours plus
         dimensions done); total = colours + len(rows).
@@ -383,7 +383,7 @@ def run_colored(plan, out, rows, relevance_at_split, chunk, colour_chunk, progre
             progress(0, 0)
         return
     total = plan.colors + len(rows)
-    maps = colour_maps(plan, out.dtype, colour_chunk, progress, 0, total)  # (G, C_k, P)
+    maps = colour_maps(plan, out.dtype, colour_chunk(plan, budget), progress, 0, total)  # (G, C_k, P)
     # Per position p the products are a matrix product (G × C_k)·(C_k × m): one batched product over positions.
     maps = maps.permute(2, 0, 1).contiguous()  # (P, G, C_k)
     index = plan.owners.T.flatten()  # (P·G): the layout of the products below
