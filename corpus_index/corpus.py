@@ -343,8 +343,7 @@ class Corpus:
         key = canonical_key(model_key)
         shape = self.factor_cache.input_shape(key, int(item_id), self._tag(item_id))
         if shape is None:
-            x = load_model(key).preprocess(self.image(int(item_id)))
-            shape = (int(x.shape[-2]), int(x.shape[-1]))
+            shape = ex.input_size(load_model(key).preprocess(self.image(int(item_id))))
         return shape
 
     def explain(self, model_key: str, id1: int, id2: int, gamma=None, pool=8, images: bool = True) -> ex.Explanation:

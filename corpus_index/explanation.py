@@ -186,6 +186,11 @@ def compute_factors(model, image: Image.Image, schedule: dict[int, float], pool,
     return factors_of_input(model, model.preprocess(image), schedule, pool, transform, progress)
 
 
+def input_size(x: torch.Tensor) -> Size:
+    """(H, W) of a preprocessed input: what a factor file keeps so that no scan is preprocessed again."""
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
 def factors_of_input(model, x: torch.Tensor, schedule: dict[int, float], pool, transform: int | None = None,
                      progress: Progress | None = None, with_phi: bool = False):
     """:func:`compute_factors` of an input the model has already preprocessed (its size is ``x.shape[-2:]``).
@@ -261,7 +266,7 @@ def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, imag
         return CachedFactors(entry[0], True, entry[1])
     x = model.preprocess(image())
     factors, phi = factors_of_input(model, x, schedule, pool, transform, progress, with_phi=True)
-    shape = (int(x.shape[-2]), int(x.shape[-1]))
+    shape = input_size(x)
     cache.save(model_key, schedule, pool, item_id, factors, transform, tag or "", shape)
     return CachedFactors(factors, False, shape, phi)
 
@@ -304,7 +309,7 @@ def cache_factors(cache: FactorCache, model, model_key: str, rows: Sequence[tupl
                 progress(done, len(rows), f"BiLRP factors {model_key}: {item_id} ({finished}/{total} batches)")
 
             x = model.preprocess(image)
-            shape = (int(x.shape[-2]), int(x.shape[-1]))
+            shape = input_size(x)
             for transform in transforms:
                 factors = factors_of_input(model, x, schedule, pool, transform, None if progress is None else batches)
                 cache.save(model_key, schedule, pool, item_id, factors, transform, tags.get(int(item_id), ""), shape)
@@ -369,7 +374,7 @@ def explain_pair(cache: FactorCache, model, model_key: str, sides: Sequence[Pair
         if side.item_id is None:
             x = model_input(index)
             factors, phi = factors_of_input(model, x, schedule, pool, transform, with_phi=True)
-            return CachedFactors(factors, False, tuple(x.shape[-2:]), phi)
+            return CachedFactors(factors, False, input_size(x), phi)
         return cached_factors(cache, model, model_key, side.item_id, side.picture, schedule, pool, transform,
                               tag=side.tag, sparse=True)
 
@@ -392,7 +397,7 @@ def explain_pair(cache: FactorCache, model, model_key: str, sides: Sequence[Pair
         result = found[index] if index in found else side_factors(index, transform)
         factors.append(result.factors)
         cached.append(result.cached)
-        shapes.append(result.input_shape or tuple(model_input(index).shape[-2:]))
+        shapes.append(result.input_shape or input_size(model_input(index)))
     pair = pair_from_factors(*factors)
     names = None
     if group > 1:

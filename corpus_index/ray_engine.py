@@ -93,7 +93,7 @@ class FactorWorker:
         self.pool = pool
 
     def __call__(self, batch: dict) -> dict:
-        from corpus_index.explanation import factors_of_input, model_transforms
+        from corpus_index.explanation import factors_of_input, input_size, model_transforms
         from corpus_index.local_engine import open_image
 
         rows = _batch_rows(batch)
@@ -105,7 +105,7 @@ class FactorWorker:
                 # (h, H/p, W/p), or (8, h, H/p, W/p) for rotation-max models.
                 parts = [factors_of_input(self.model, x, self.schedule, self.pool, t) for t in transforms]
                 values.append(_npy_bytes(parts[0] if transforms == [None] else np.stack(parts)))
-                inputs.append((int(x.shape[-2]), int(x.shape[-1])))
+                inputs.append(input_size(x))
                 ok.append(True)
                 reasons.append("")
             except Exception as error:  # reported per item; the rest of the batch goes on
