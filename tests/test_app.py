@@ -156,7 +156,8 @@ def test_neighbours_of_an_uploaded_scan(app, demo_root):
     # The upload is the same scan as the first item: its score with that item is the item's ‖φ‖².
     assert np.isclose(table.loc[int(items["id"].iloc[0]), "score"], phi @ phi, rtol=1e-4)
     at.file_uploader(key="nb_upload").upload("bad.png", b"not an image", "image/png").run()
-    assert not at.exception and at.error and "Finding neighbours" in at.error[0].value
+    assert not at.exception, [(e.value, e.stack_trace) for e in at.exception]
+    assert at.error and "Finding neighbours" in at.error[0].value
 
 
 def test_unbuilt_model_offers_to_build_its_index(app, demo_root):

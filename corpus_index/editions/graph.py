@@ -26,6 +26,7 @@ from corpus_index.models import canonical_key, key_transform_count
 from corpus_index.progress import Progress
 from corpus_index.storage.atomic import atomic_save_npz
 from corpus_index.storage.integrity import READ_ERRORS
+from corpus_index.storage.npy_files import load_npz
 
 DEFAULT_K = 20
 BATCH_SIZE = 1024  # queries per faiss call: large enough for BLAS, small enough for a (batch, n) score block
@@ -115,10 +116,10 @@ def _signature(index, kind: str | None, ids: np.ndarray) -> str:
 def _load_cached(path, signature: str, k: int) -> dict | None:
     """The cached arrays when they match ``signature`` and hold at least ``k`` neighbours; else None."""
     try:
-        with np.load(path, allow_pickle=False) as cached:
-            if str(cached["signature"]) != signature or cached["neighbours"].shape[1] < k:
-                return None
-            return {name: cached[name] for name in ("ids", "neighbours", "scores", "exact")}
+        cached = load_npz(path)  # not np.load: it parses headers with ast (see corpus_index/storage/npy_files)
+        if str(cached["signature"]) != signature or cached["neighbours"].shape[1] < k:
+            return None
+        return {name: cached[name] for name in ("ids", "neighbours", "scores", "exact")}
     except FileNotFoundError:
         return None
     except READ_ERRORS:  # a damaged cache is only a cache: search again and overwrite it

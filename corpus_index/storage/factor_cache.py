@@ -52,6 +52,7 @@ from bilrp_core.sparse_pair import SparseFactors
 from corpus_index.storage.atomic import atomic_write
 from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, set_aside_file
 from corpus_index.storage.layout import Layout
+from corpus_index.storage.npy_files import read_header
 
 _TRAILER = b"#corpus-index content:"
 _INPUT = b"#corpus-index input:"
@@ -162,10 +163,7 @@ def _npy_part(handle, data: bool) -> np.ndarray | None:
 
     ValueError when the file ends before the array does.
     """
-    version = np.lib.format.read_magic(handle)
-    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                   else np.lib.format.read_array_header_2_0)
-    shape, fortran, dtype = read_header(handle)
+    shape, fortran, dtype = read_header(handle)  # not numpy's: it parses with ast (see npy_files)
     if dtype.hasobject:
         raise ValueError("object arrays are not factors")
     count = int(np.prod(shape, dtype=np.int64))

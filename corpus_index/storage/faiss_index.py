@@ -35,6 +35,7 @@ import numpy as np
 from corpus_index.storage.atomic import atomic_save_npz, atomic_write, file_lock
 from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, set_aside_file
 from corpus_index.storage.layout import INDEX_SUFFIXES, Layout
+from corpus_index.storage.npy_files import load_npz
 
 INDEX_KINDS = tuple(INDEX_SUFFIXES)
 EXACT_KINDS = ("flat",)
@@ -169,8 +170,8 @@ class VectorIndex:
     def row_tags(self) -> dict[int, str] | None:
         """Row id -> content tag from the sidecar; None when there is none (an index from before sidecars)."""
         try:
-            with np.load(self.tags_path, allow_pickle=False) as sidecar:
-                ids, tags = sidecar["ids"], sidecar["hashes"]
+            sidecar = load_npz(self.tags_path)  # not np.load: it parses headers with ast (see npy_files)
+            ids, tags = sidecar["ids"], sidecar["hashes"]
         except FileNotFoundError:
             return None
         except READ_ERRORS as error:

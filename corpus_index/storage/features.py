@@ -32,6 +32,7 @@ from corpus_index.progress import Progress
 from corpus_index.storage.atomic import atomic_save_npz, file_lock
 from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, StaleContentError, set_aside_file
 from corpus_index.storage.layout import Layout
+from corpus_index.storage.npy_files import load_npz
 
 ItemRow = tuple[int, str, str | None]  # (item id, absolute image path, region "x,y,w,h" or None)
 Batch = tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]  # ids, vectors, skipped (id, reason)
@@ -97,8 +98,9 @@ class FeatureStore:
     def _read(self, path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
         """Arrays of one batch file (``hashes`` is empty when the batch predates them); damage -> DamagedFileError."""
         try:
-            with np.load(path, allow_pickle=False) as batch:
-                arrays = {name: batch[name] for name in names if name != "hashes" or "hashes" in batch.files}
+            arrays = load_npz(path, names)  # not np.load: it parses headers with ast (see npy_files)
+            if missing := [name for name in names if name != "hashes" and name not in arrays]:
+                raise KeyError(f"no {', '.join(missing)} in the batch")
         except FileNotFoundError:
             raise
         except READ_ERRORS as error:
