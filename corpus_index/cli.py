@@ -21,6 +21,7 @@ from corpus_index import cli_editions, cli_verdicts
 from corpus_index.cli_args import check_destination, count_arg, gamma_arg, item_id_arg, pool_arg, year_arg
 from corpus_index.errors import user_errors
 from corpus_index.filters import FILTER_HELP, FILTERS, YEAR_FILTERS
+from corpus_index.malloc import keep_freed_memory
 from corpus_index.models import DEFAULT_MODEL_KEY, DEMO_MODEL_KEYS, KEY_LIMITS, canonical_key
 from corpus_index.progress import ProgressPrinter
 from corpus_index.storage.layout import INDEX_SUFFIXES, Layout
@@ -340,6 +341,7 @@ COMMANDS = {"demo": cmd_demo, "ingest": cmd_ingest, "build": cmd_build, "query":
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # before torch starts its threads (corpus_index/malloc.py)
     try:
         for key in getattr(args, "models", None) or []:
             canonical_key(key)  # every key checked before the first long build starts

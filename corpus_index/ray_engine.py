@@ -60,16 +60,23 @@ class _RaySession:
             ray.shutdown()
 
 
+def _worker_model(model_key: str, threads: int):
+    """A Ray worker's model, loaded once, with its torch threads and glibc's memory reuse (corpus_index.malloc)."""
+    import torch
+
+    from corpus_index.malloc import keep_freed_memory
+    from corpus_index.models import load_model
+
+    keep_freed_memory()
+    torch.set_num_threads(max(1, threads))
+    return load_model(model_key)
+
+
 class FeatureWorker:
     """Ray Data callable: loads the model once per worker, then phi for each batch of (id, path) rows."""
 
     def __init__(self, model_key: str, threads: int = 1):
-        import torch
-
-        from corpus_index.models import load_model
-
-        torch.set_num_threads(max(1, threads))
-        self.model = load_model(model_key)
+        self.model = _worker_model(model_key, threads)
 
     def __call__(self, batch: dict) -> dict:
         from corpus_index.local_engine import compute_batch
@@ -83,12 +90,7 @@ class FactorWorker:
     """Ray Data callable: BiLRP factors R(x) for each item, with the model loaded once per worker."""
 
     def __init__(self, model_key: str, schedule: dict, pool, threads: int = 1):
-        import torch
-
-        from corpus_index.models import load_model
-
-        torch.set_num_threads(max(1, threads))
-        self.model = load_model(model_key)
+        self.model = _worker_model(model_key, threads)
         self.schedule = schedule
         self.pool = pool
 

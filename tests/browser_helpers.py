@@ -14,6 +14,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from corpus_index import malloc
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -37,7 +39,7 @@ def streamlit_server(root: Path, models: str, books: int = 2, log: Path | None =
     """
     port = free_port()
     env = dict(os.environ, SPHAERA_ROOT=str(root), SPHAERA_MODELS=models, SPHAERA_DEMO_BOOKS=str(books),
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=str(REPO), **malloc.ENVIRONMENT)  # as scripts/run.sh starts it
     env.pop("OMP_NUM_THREADS", None)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
