@@ -296,6 +296,11 @@ def page_running():
     return _shared.page_running()
 
 
+def wait_idle(timeout: float | None = None) -> bool:
+    """:meth:`Prefetcher.wait_idle` of this server process's worker (tests and benchmarks, before they clean up)."""
+    return _shared.wait_idle(timeout)
+
+
 def readiness(corpus, model_key: str, item_ids: Iterable[int], gamma=None, pool: int | None = None) -> dict[int, str]:
     """:meth:`Prefetcher.readiness` of this server process's worker."""
     return _shared.readiness(corpus, model_key, item_ids, gamma, pool)

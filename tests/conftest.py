@@ -20,7 +20,7 @@ def _explorer_prefetch_finished():
     yield
     prefetch = sys.modules.get("explorer.prefetch")
     if prefetch is not None:
-        prefetch._shared.wait_idle(timeout=300)
+        prefetch.wait_idle(timeout=300)
 
 
 def small_conv_net(seed=0, bias=True, zb=True, channels=3, proj_dim=6):
