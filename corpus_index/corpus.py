@@ -42,6 +42,8 @@ __all__ = ["Corpus", "CorpusNotFoundError", "ItemNotFoundError", "StaleContentEr
 
 #: φ of items without stored features kept from their factors' forward pass (a few pages' worth of explanations).
 PHIS_KEPT = 256
+#: Preprocessed scans kept from :meth:`Corpus.input_shape` for the factors computed next (an uncached pair).
+INPUTS_KEPT = 4
 
 
 class Corpus:
@@ -65,6 +67,8 @@ class Corpus:
         self._verified: dict[str, tuple] = {}  # index file -> signature of the files last found to match the store
         # φ of items without stored features, from the forward pass that computed their factors: (key, id, tag) -> φ
         self._phis_computed: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        # model inputs preprocessed for their shape, until their factors are computed: (key, id, tag) -> tensor
+        self._inputs: OrderedDict[tuple, object] = OrderedDict()
 
     @classmethod
     def open(cls, root: str | Path, create: bool = False) -> Corpus:
@@ -326,8 +330,10 @@ class Corpus:
             self.item(item_id)
             self._check_current(key)
             tag = self._tag(item_id)
+            kept = self._inputs.pop((key, int(item_id), tag), None)  # preprocessed by input_shape just before
             found = ex.cached_factors(self.factor_cache, model, key, int(item_id), lambda: self.image(item_id),
-                                      gamma, pool, transform, tag=tag, progress=progress)
+                                      gamma, pool, transform, tag=tag, progress=progress,
+                                      model_input=None if kept is None else lambda: kept)
             if found.phi is not None:  # an explanation of the item then needs no second forward pass for φ
                 self._phis_computed[(key, int(item_id), tag)] = found.phi
                 while len(self._phis_computed) > PHIS_KEPT:
@@ -340,10 +346,14 @@ class Corpus:
     def input_shape(self, model_key: str, item_id: int) -> tuple[int, int]:
         """(H, W) of an item as the model's input: kept with its cached factors, else from preprocessing its scan
         (the bigram network keeps a page's size, scaled to its print)."""
-        key = canonical_key(model_key)
-        shape = self.factor_cache.input_shape(key, int(item_id), self._tag(item_id))
-        if shape is None:
-            shape = ex.input_size(load_model(key).preprocess(self.image(int(item_id))))
+        key, tag = canonical_key(model_key), self._tag(item_id)
+        shape = self.factor_cache.input_shape(key, int(item_id), tag)
+        if shape is None:  # no factors yet: they are usually computed next, from this same input
+            x = load_model(key).preprocess(self.image(int(item_id)))
+            self._inputs[(key, int(item_id), tag)] = x
+            while len(self._inputs) > INPUTS_KEPT:
+                self._inputs.popitem(last=False)
+            shape = ex.input_size(x)
         return shape
 
     def explain(self, model_key: str, id1: int, id2: int, gamma=None, pool=8, images: bool = True) -> ex.Explanation:

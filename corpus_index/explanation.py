@@ -229,7 +229,8 @@ def pair_from_factors(factors1, factors2) -> np.ndarray | SparsePair:
 
 def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, image: Callable[[], Image.Image],
                    gamma=None, pool=8, transform: int | None = None, tag: str | None = None,
-                   sparse: bool = False, progress: Progress | None = None) -> CachedFactors:
+                   sparse: bool = False, progress: Progress | None = None,
+                   model_input: Callable[[], torch.Tensor] | None = None) -> CachedFactors:
     """Factors of one item from ``cache``, computed (and cached) on first use.
 
     Parameters
@@ -252,6 +253,9 @@ def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, imag
         computed factors are dense arrays either way.
     progress : Progress, optional
         Hears of the backward's batches when the factors are computed (:func:`compute_factors`).
+    model_input : callable, optional
+        Returns the item's preprocessed input when the caller already has it (instead of preprocessing
+        ``image()``; only called on a cache miss).
 
     Returns
     -------
@@ -264,7 +268,7 @@ def cached_factors(cache: FactorCache, model, model_key: str, item_id: int, imag
     entry = cache.load_entry(model_key, schedule, pool, item_id, transform, tag, sparse=sparse)
     if entry is not None:
         return CachedFactors(entry[0], True, entry[1])
-    x = model.preprocess(image())
+    x = model_input() if model_input is not None else model.preprocess(image())
     factors, phi = factors_of_input(model, x, schedule, pool, transform, progress, with_phi=True)
     shape = input_size(x)
     cache.save(model_key, schedule, pool, item_id, factors, transform, tag or "", shape)

@@ -284,3 +284,19 @@ def test_items_without_features_take_phi_from_their_factors_pass(tmp_path, monke
     again = corpus.explain(SMALL_VGG_KEY, 1, 2, pool=4, images=False)
     assert again.cached == (True, True) and again.score == explanation.score
     np.testing.assert_array_equal(again.table(n=5).to_numpy(), explanation.table(n=5).to_numpy())
+
+
+def test_a_scan_preprocessed_for_its_shape_is_not_preprocessed_again_for_its_factors(tmp_path, monkeypatch):
+    """The Explain page asks an uncached item's input shape, then computes its factors: one preprocessing."""
+    corpus = make_corpus(tmp_path, per_book=1)
+    model = load_model(SMALL_VGG_KEY)
+    calls = []
+    preprocess = model.preprocess
+    monkeypatch.setattr(model, "preprocess", lambda image: calls.append(1) or preprocess(image))
+    assert corpus.input_shape(SMALL_VGG_KEY, 1) == (32, 32) and len(calls) == 1
+    factors = corpus.factors(SMALL_VGG_KEY, item_id=1, pool=4)
+    assert len(calls) == 1  # the kept input was used
+    np.testing.assert_array_equal(factors, bilrp_core.relevance_factors(model, preprocess(corpus.image(1)), pool=4))
+    assert not corpus._inputs  # and let go
+    corpus.factors(SMALL_VGG_KEY, item_id=2, pool=4)  # nothing kept for this one: preprocessed as before
+    assert len(calls) == 2
