@@ -85,6 +85,11 @@ class Corpus:
                                       "'python -m corpus_index --root ROOT ingest ...' or 'demo'")
         return cls(root, Store(root, create=create))
 
+    def __deepcopy__(self, memo) -> Corpus:
+        """The corpus itself: a handle on one folder and its database, shared, never duplicated (Streamlit copies
+        the arguments of a fragment, e.g. the Neighbours page's readiness captions, on every call)."""
+        return self
+
     def close(self) -> None:
         """Close the store's database connections."""
         self.store.close()

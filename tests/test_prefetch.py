@@ -2,6 +2,7 @@
 
 import threading
 
+import numpy as np
 import pytest
 from tiny_corpus import SMALL_VGG_KEY, make_corpus
 
@@ -159,3 +160,14 @@ def test_a_page_takes_over_items_without_computing_them_twice(corpus):
     assert not taker.is_alive() and cached(corpus, 1)
     assert worker.wait_idle(TIMEOUT)
     assert gate.calls == [[1], [2]]
+
+
+def test_the_readiness_captions_share_the_corpus_instead_of_copying_it(corpus):
+    """Streamlit deep-copies a fragment's arguments on every call (12 captions per Neighbours page): the corpus,
+    with its kept φs and inputs, is shared, never duplicated."""
+    import copy
+
+    corpus._phis_computed[("m", 1, "t")] = np.zeros(100, np.float32)
+    args = (corpus, "model", None, (1, 2), None, 16)
+    copied = copy.deepcopy(args)
+    assert copied[0] is corpus and copied[3] == (1, 2)
