@@ -55,8 +55,8 @@ def _page_size(store, item: dict) -> tuple[int, int] | None:
         if item.get("width") and item.get("height"):
             return int(item["width"]), int(item["height"])
     else:
-        row = store._conn().execute("SELECT width, height FROM items WHERE hash = ? AND region IS NULL",
-                                    (item["hash"],)).fetchone()
+        row = next(iter(store.query("SELECT width, height FROM items WHERE hash = ? AND region IS NULL",
+                                    (item["hash"],))), None)
         if row is not None and row[0] and row[1]:
             return int(row[0]), int(row[1])
     try:

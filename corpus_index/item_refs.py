@@ -68,9 +68,8 @@ def resolve(store, reference: str) -> int | None:
     if parsed is None:
         return None
     prefix, region = parsed
-    rows = store._conn().execute(
-        "SELECT id FROM items WHERE substr(hash, 1, ?) = ? AND IFNULL(region, '') = ? LIMIT 2",
-        (len(prefix), prefix, region or "")).fetchall()
+    rows = store.query("SELECT id FROM items WHERE substr(hash, 1, ?) = ? AND IFNULL(region, '') = ? LIMIT 2",
+                       (len(prefix), prefix, region or ""))
     return int(rows[0][0]) if len(rows) == 1 else None
 
 
@@ -79,6 +78,6 @@ def references(store, item_ids) -> dict[int, str]:
     ids = [int(i) for i in item_ids]
     if not ids:
         return {}
-    rows = store._conn().execute("SELECT id, hash, region FROM items WHERE id IN (SELECT value FROM json_each(?))",
-                                 (str(ids),)).fetchall()
+    rows = store.query("SELECT id, hash, region FROM items WHERE id IN (SELECT value FROM json_each(?))",
+                       (str(ids),))
     return {int(r[0]): short_reference(r[1], r[2]) for r in rows}

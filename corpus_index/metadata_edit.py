@@ -116,8 +116,7 @@ def book_items(store: Store, book: str | None) -> int:
     """How many items belong to ``book`` (0 for None)."""
     if book is None:
         return 0
-    row = store._conn().execute("SELECT COUNT(*) FROM items WHERE book = ?", (str(book),)).fetchone()
-    return int(row[0])
+    return int(store.query("SELECT COUNT(*) FROM items WHERE book = ?", (str(book),))[0][0])
 
 
 def _as_text(value: Any) -> str | None:
@@ -226,14 +225,14 @@ def edit_log(store: Store, item_id: int | None = None) -> pd.DataFrame:
     if item_id is not None:
         sql += " WHERE item_id = ?"
         params.append(int(item_id))
-    rows = store._conn().execute(sql + " ORDER BY id", params).fetchall()
+    rows = store.query(sql + " ORDER BY id", params)
     columns = ["item_id", "hash", "field", "old_value", "new_value", "editor", "edited_at"]
     return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
 
 def last_edit(store: Store) -> int:
     """The id of the latest logged edit (0 before any): changes with every edit, so caches keyed on it see them."""
-    return int(store._conn().execute("SELECT IFNULL(MAX(id), 0) FROM metadata_edits").fetchone()[0])
+    return int(store.query("SELECT IFNULL(MAX(id), 0) FROM metadata_edits")[0][0])
 
 
 __all__ = ["BOOK_LEVEL_FIELDS", "EDITABLE_FIELDS", "KNOWN_KINDS", "EditResult", "MetadataError", "book_items",

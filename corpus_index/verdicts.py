@@ -138,7 +138,7 @@ def history(store, item1: int | None = None, item2: int | None = None, current_o
         where.append("v.superseded_by IS NULL")
     if where:
         sql += " WHERE " + " AND ".join(where)
-    rows = store._conn().execute(sql + " ORDER BY v.id", params).fetchall()
+    rows = store.query(sql + " ORDER BY v.id", params)
     frame = pd.DataFrame([tuple(r) for r in rows], columns=[*COLUMNS, "stale"])
     frame["regions"] = [json.loads(text) for text in frame["regions"]]
     for name in ("wrong_reason", "stale"):

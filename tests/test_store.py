@@ -236,3 +236,12 @@ def test_threads_share_the_store(store):
     # Hashes h0..h24 overlap between workers (n % 15 + offset): each is stored once.
     assert store.count_items() == len({n % 15 + k * 5 for k in range(4) for n in range(10)})
     assert store.query_items()["id"].is_unique
+
+
+def test_query_reads_rows_on_the_callers_connection_and_sees_committed_writes(filled):
+    ids = [int(r["id"]) for r in filled.query("SELECT id FROM items ORDER BY id")]
+    assert ids and ids == sorted(ids)
+    assert filled.query("SELECT COUNT(*) FROM items WHERE id = ?", (ids[0],))[0][0] == 1
+    with filled.transaction() as conn:
+        conn.execute("DELETE FROM items WHERE id = ?", (ids[0],))
+    assert filled.query("SELECT COUNT(*) FROM items WHERE id = ?", (ids[0],))[0][0] == 0

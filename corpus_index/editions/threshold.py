@@ -115,8 +115,7 @@ def current_verdicts(store, kind: str | None = None) -> list[tuple[int, int, str
     A verdict whose recorded content hash is no longer its item's (a replaced scan, an id reused after a
     re-ingest) is about other pictures and left out.
     """
-    conn = store._conn()  # the store's own connection: a read of the schema's verdicts table
-    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {row[0] for row in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
     if "verdicts" not in tables:
         return []
     sql = ("SELECT v.item1, v.item2, v.label FROM verdicts v JOIN items a ON a.id = v.item1"
@@ -127,7 +126,7 @@ def current_verdicts(store, kind: str | None = None) -> list[tuple[int, int, str
     if kind is not None:
         sql += " AND a.kind = ? AND b.kind = ?"
         params += [kind, kind]
-    return [(int(r[0]), int(r[1]), str(r[2])) for r in conn.execute(sql + " ORDER BY v.id", params)]
+    return [(int(r[0]), int(r[1]), str(r[2])) for r in store.query(sql + " ORDER BY v.id", params)]
 
 
 def match_threshold(corpus, model_key: str, kind: str | None = None, given: float | None = None,

@@ -81,7 +81,6 @@ def _rows(csv_path: Path) -> list[tuple[str, dict[str, str]]]:
 def _matching(store: Store, csv_dir: Path, row: dict[str, str]) -> int:
     """The id of the one item a row describes; ``ValueError`` with the reason otherwise."""
     region = format_region(parse_region(row.get("region")))
-    conn = store._conn()
     if row.get("hash"):
         found = store.find_item(row["hash"].lower(), region)
         if found is None:
@@ -98,7 +97,7 @@ def _matching(store: Store, csv_dir: Path, row: dict[str, str]) -> int:
         pass
     sql = "SELECT id FROM items WHERE (path IN ({0}) OR source IN ({0})) AND IFNULL(region, '') = ?"
     marks = ", ".join("?" for _ in candidates)
-    hits = {int(r[0]) for r in conn.execute(sql.format(marks), [*candidates, *candidates, region or ""])}
+    hits = {int(r[0]) for r in store.query(sql.format(marks), [*candidates, *candidates, region or ""])}
     if len(hits) == 1:
         return hits.pop()
     if path.is_file():
@@ -107,8 +106,8 @@ def _matching(store: Store, csv_dir: Path, row: dict[str, str]) -> int:
             return found
     name = Path(raw).name
     hits = set()
-    for item_id, stored_path, source in conn.execute("SELECT id, path, source FROM items WHERE IFNULL(region, '') = ?",
-                                                     (region or "",)):
+    for item_id, stored_path, source in store.query("SELECT id, path, source FROM items WHERE IFNULL(region, '') = ?",
+                                                    (region or "",)):
         if Path(stored_path).name == name or Path(source).name == name:
             hits.add(int(item_id))
     if len(hits) == 1:

@@ -37,11 +37,10 @@ class RehashReport:
 
 def refresh_hashes(store: Store, progress: Progress | None = None) -> RehashReport:
     """Re-hash the item files whose size or mtime changed since their last check; update changed items' hashes."""
-    conn = store._conn()
     by_path: dict[str, list[tuple[int, str, str | None]]] = {}
-    for item_id, digest, path, region in conn.execute("SELECT id, hash, path, region FROM items ORDER BY id"):
+    for item_id, digest, path, region in store.query("SELECT id, hash, path, region FROM items ORDER BY id"):
         by_path.setdefault(path, []).append((int(item_id), digest, region))
-    checks = {row[0]: tuple(row[1:]) for row in conn.execute("SELECT path, size, mtime_ns, hash FROM file_checks")}
+    checks = {row[0]: tuple(row[1:]) for row in store.query("SELECT path, size, mtime_ns, hash FROM file_checks")}
     report = RehashReport()
     for number, (path, members) in enumerate(by_path.items(), start=1):
         file = store.resolve_path(path)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -152,6 +152,11 @@ class Store(FeatureMarks):
             with self._connections_lock:
                 self._connections.append(conn)
         return conn
+
+    def query(self, sql: str, params: Sequence | dict = ()) -> list[sqlite3.Row]:
+        """The rows of one read-only statement, on this thread's connection (writes go through
+        :meth:`transaction`): for modules that read tables of the schema this class does not wrap."""
+        return self._conn().execute(sql, params).fetchall()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
