@@ -12,9 +12,8 @@ corpus facade (:meth:`corpus_index.corpus.Corpus.precompute_factors`), so the cl
   is finished (its factors are cached, useful later).
 - Failures (an unreadable scan, a deleted item) are recorded per item and shown as "failed", never raised; a new
   request for the item tries again.
-- Pages come first: the server's worker computes in a child process at the lowest CPU priority
-  (:mod:`explorer.prefetch_child`), and while a page runs (:func:`page_running`, entered by the shell around every
-  page) the worker starts no new item (computing in its own thread, it also pauses between batches).
+- Pages come first: while a page runs (:func:`page_running`, entered by the shell around every page), the worker
+  pauses between batches of its backward pass, so the page a user waits for gets both cores.
 
 The worker needs no Streamlit; :func:`show_readiness` is the Neighbours page's caption of one pair.
 """
@@ -25,7 +24,6 @@ import atexit
 import contextlib
 import functools
 import json
-import os
 import threading
 import time
 from collections import deque
@@ -34,7 +32,6 @@ from dataclasses import dataclass
 
 from corpus_index.build import default_pool
 from corpus_index.models import canonical_key, key_transform_count
-from explorer.prefetch_child import ChildComputer
 
 READY, QUEUED, COMPUTING, FAILED, MISSING = "ready", "queued", "computing", "failed", "missing"
 #: The pair states worth no more waiting for (the page stops refreshing its captions when every pair has one).
@@ -87,15 +84,10 @@ class Prefetcher:
     ----------
     max_pending : int
         Items a request queues at most; the rest are not prefetched (their readiness is "missing").
-    in_child : bool
-        Compute in a child process at the lowest CPU priority (the server's worker), instead of in the worker
-        thread (models registered only in this process, e.g. tests' tiny ones, need the thread).
     """
 
-    def __init__(self, max_pending: int = MAX_PENDING, in_child: bool = False):
+    def __init__(self, max_pending: int = MAX_PENDING):
         self.max_pending = max_pending
-        # computations in a low-priority child process (explorer.prefetch_child), or in the worker thread itself
-        self._child = ChildComputer() if in_child else None
         self._lock = threading.Condition()
         self._pending: deque[Job] = deque()
         self._request: tuple | None = None  # what the pending work was asked for
@@ -250,8 +242,6 @@ class Prefetcher:
             self._stopping = True
             self._pending.clear()
             self._lock.notify_all()
-        if self._child is not None:
-            self._child.stop()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -287,15 +277,12 @@ class Prefetcher:
         # The default patch size as "auto": with the coarser sizes the Explain page falls back to for large pages.
         pool = "auto" if job.pool == default_pool(job.model_key) else job.pool
         self._yield_to_pages()
-        if self._child is not None:  # the OS gives the pages priority over the child
-            return self._child.compute(str(job.corpus.root), job.model_key, job.item_id, job.gamma, pool)
         report = job.corpus.precompute_factors(job.model_key, [job.item_id], gamma=job.gamma, pool=pool,
                                                progress=self._yield_to_pages)
         return report.skipped[0][1] if report.skipped else None
 
 
-#: The server's worker: in a child process unless SPHAERA_PREFETCH=thread (the test suite's tiny models).
-_shared = Prefetcher(in_child=os.environ.get("SPHAERA_PREFETCH", "process") != "thread")
+_shared = Prefetcher()
 atexit.register(_shared.stop)
 
 

@@ -1,6 +1,5 @@
 """Shared fixtures: small random networks in float64 so the quadratic reference is exact to rounding."""
 
-import os
 import sys
 
 import pytest
@@ -12,9 +11,6 @@ from bilrp_core.layers import MaxOverAxis, MinOverAxis, MinPool2d, Shift, Shifte
 from corpus_index.storage.store import Store
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-# The explorer's prefetch computes in its worker thread here: the tiny models tests register exist only in this
-# process (tests/test_prefetch_child.py covers the server's child process).
-os.environ.setdefault("SPHAERA_PREFETCH", "thread")
 
 
 @pytest.fixture(autouse=True)
