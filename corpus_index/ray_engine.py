@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from corpus_index.storage.npy_files import read_array
+
 PACKAGE_DIRS = [Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "bilrp_core"]
 
 
@@ -200,6 +202,6 @@ def iter_factor_results(model_key: str, rows: Sequence[tuple[int, str, str | Non
     kwargs = {"model_key": model_key, "schedule": schedule, "pool": pool}
     with _RaySession(address, num_cpus):
         for result, skipped in _run(FactorWorker, kwargs, rows, batch_size, concurrency):
-            arrays = [np.load(io.BytesIO(bytes(value)), allow_pickle=False) for value in result["value"]]
+            arrays = [read_array(io.BytesIO(bytes(value))) for value in result["value"]]
             inputs = [(int(h), int(w)) for h, w in np.asarray(result["input"]).reshape(-1, 2)]
             yield np.asarray(result["id"], np.int64), arrays, inputs, skipped

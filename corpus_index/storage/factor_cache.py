@@ -52,7 +52,7 @@ from bilrp_core.sparse_pair import SparseFactors
 from corpus_index.storage.atomic import atomic_write
 from corpus_index.storage.integrity import READ_ERRORS, DamagedFileError, set_aside_file
 from corpus_index.storage.layout import Layout
-from corpus_index.storage.npy_files import read_header
+from corpus_index.storage.npy_files import read_array, skip_array
 
 _TRAILER = b"#corpus-index content:"
 _INPUT = b"#corpus-index input:"
@@ -161,24 +161,13 @@ def _parse_trailer(rest: bytes) -> dict:
 def _npy_part(handle, data: bool) -> np.ndarray | None:
     """One .npy array at the handle's position (its data only if ``data``); leaves the handle after it.
 
-    ValueError when the file ends before the array does.
+    ValueError when the file ends before the array does. Read with :mod:`~corpus_index.storage.npy_files`, not
+    numpy (which parses headers with ``ast``).
     """
-    shape, fortran, dtype = read_header(handle)  # not numpy's: it parses with ast (see npy_files)
-    if dtype.hasobject:
-        raise ValueError("object arrays are not factors")
-    count = int(np.prod(shape, dtype=np.int64))
-    start = handle.tell()
-    end = start + count * dtype.itemsize
-    handle.seek(0, 2)
-    if handle.tell() < end:
-        raise ValueError(f"{handle.tell()} bytes, the array needs {end}")
-    if not data:
-        handle.seek(end)
-        return None
-    handle.seek(start)
-    array = np.fromfile(handle, dtype=dtype, count=count)
-    handle.seek(end)
-    return array.reshape(shape, order="F" if fortran else "C")
+    if data:
+        return read_array(handle)
+    skip_array(handle)
+    return None
 
 
 @dataclass

@@ -68,12 +68,26 @@ def read_header(handle) -> tuple[tuple[int, ...], bool, np.dtype]:
     return parse_header(raw.decode("utf8" if version == (3, 0) else "latin1"))
 
 
-def read_array(handle) -> np.ndarray:
-    """The ``.npy`` array at the handle's position (a new, writable array); ValueError when it is cut short."""
+def _data_header(handle) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """:func:`read_header` plus the data's size in bytes; object arrays (they would need pickle) are refused."""
     shape, fortran, dtype = read_header(handle)
     if dtype.hasobject:
         raise ValueError("object arrays are not read (they would need pickle)")
-    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return shape, fortran, dtype, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def skip_array(handle) -> None:
+    """Move a seekable handle past the ``.npy`` array at its position; ValueError when the file ends first."""
+    size = _data_header(handle)[3]
+    end = handle.tell() + size
+    if handle.seek(0, 2) < end:
+        raise ValueError(f".npy data ends early: the file has {handle.tell()} bytes, the array needs {end}")
+    handle.seek(end)
+
+
+def read_array(handle) -> np.ndarray:
+    """The ``.npy`` array at the handle's position (a new, writable array); ValueError when it is cut short."""
+    shape, fortran, dtype, size = _data_header(handle)
     buffer = np.empty(size, np.uint8)
     read = handle.readinto(memoryview(buffer)) if size else 0
     if read < size:
