@@ -46,6 +46,13 @@ PHIS_KEPT = 256
 INPUTS_KEPT = 4
 
 
+def _keep(kept: OrderedDict, key: tuple, value, limit: int) -> None:
+    """Keep ``value`` under ``key``, letting go of the oldest entries beyond ``limit``."""
+    kept[key] = value
+    while len(kept) > limit:
+        kept.popitem(last=False)
+
+
 class Corpus:
     """A corpus root folder.
 
@@ -340,9 +347,7 @@ class Corpus:
                                       gamma, pool, transform, tag=tag, progress=progress,
                                       model_input=None if kept is None else lambda: kept)
             if found.phi is not None:  # an explanation of the item then needs no second forward pass for φ
-                self._phis_computed[(key, int(item_id), tag)] = found.phi
-                while len(self._phis_computed) > PHIS_KEPT:
-                    self._phis_computed.popitem(last=False)
+                _keep(self._phis_computed, (key, int(item_id), tag), found.phi, PHIS_KEPT)
             return found.factors
         transform = ex.check_transform(model, transform)
         return ex.compute_factors(model, _as_image(image), ex.resolve_schedule(model, gamma), pool, transform,
@@ -355,9 +360,7 @@ class Corpus:
         shape = self.factor_cache.input_shape(key, int(item_id), tag)
         if shape is None:  # no factors yet: they are usually computed next, from this same input
             x = load_model(key).preprocess(self.image(int(item_id)))
-            self._inputs[(key, int(item_id), tag)] = x
-            while len(self._inputs) > INPUTS_KEPT:
-                self._inputs.popitem(last=False)
+            _keep(self._inputs, (key, int(item_id), tag), x, INPUTS_KEPT)
             shape = ex.input_size(x)
         return shape
 
