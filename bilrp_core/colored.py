@@ -230,9 +230,11 @@ def plan_colors(rules, contexts, shapes, pool, n_dims):
         colours = spacing[0] * spacing[1]
         if colours * _numel(shapes[split]) > MAP_ELEMENTS:
             continue
-        _, crops = min((CROP_WEIGHT * sum(crop_costs[:n]) + colours * sum(costs[n:split]), n) for n in range(split + 1))
+        # the colour passes' estimate, weighted (crops are slower per multiply-add) to choose, plain to report
+        weighted, crops = min((CROP_WEIGHT * sum(crop_costs[:n]) + colours * sum(costs[n:split]), n)
+                              for n in range(split + 1))
         bottom = sum(crop_costs[:crops]) + colours * sum(costs[crops:split])
-        cost = (n_dims * sum(costs[split:]) + bottom + (CROP_WEIGHT - 1) * sum(crop_costs[:crops])
+        cost = (n_dims * sum(costs[split:]) + weighted
                 + PRODUCT_WEIGHT * n_dims * colours * _numel(shapes[split]))  # the products V_g · R_k
         if best is None or cost < best[1]:
             best = (split, cost, crops, bottom)
@@ -313,8 +315,7 @@ def _added_into_maps(values, window, colours, n_colours, shape):
     """(n_colours, C, H, W): the crops ``values`` (n, C, h, w) on ``window`` added into the maps of their
     ``colours`` (n,); values outside the maps (where a window reaches beyond them) are dropped."""
     channels, (height, width) = shape[1], shape[-2:]
-    ys, xs, inside = window._grid(height, width)
-    flat = ys.clamp(0, height - 1)[:, :, None] * width + xs.clamp(0, width - 1)[:, None, :]
+    flat, inside = window.flat_index(height, width)
     spare = n_colours * height * width
     index = torch.where(inside, colours[:, None, None] * (height * width) + flat, spare).flatten()
     maps = values.new_zeros(channels, spare + 1)

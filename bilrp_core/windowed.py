@@ -88,6 +88,12 @@ class Window:
         inside = ((ys >= 0) & (ys < height))[:, :, None] & ((xs >= 0) & (xs < width))[:, None, :]
         return ys, xs, inside
 
+    def flat_index(self, height, width):
+        """(flat, inside), both (n, h, w): each window pixel's flat index into a (height, width) map (clamped to
+        the map's edge where the window reaches outside it) and whether it lies inside the map."""
+        ys, xs, inside = self._grid(height, width)
+        return ys.clamp(0, height - 1)[:, :, None] * width + xs.clamp(0, width - 1)[:, None, :], inside
+
     def _parts(self, height, width, device):
         """The windows inside a (height, width) map, and those reaching outside it with their flat pixel indices."""
         key = (height, width, device)
@@ -96,8 +102,7 @@ class Window:
             whole = (top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width)
             inner, outer = whole.nonzero().squeeze(1), (~whole).nonzero().squeeze(1)
             part = Window(self.origin[outer], self.size)
-            ys, xs, inside = part._grid(height, width)
-            flat = ys.clamp(0, height - 1)[:, :, None] * width + xs.clamp(0, width - 1)[:, None, :]
+            flat, inside = part.flat_index(height, width)
             self._split[key] = (inner.to(device), top[inner].to(device), left[inner].to(device), outer.to(device),
                                 flat.flatten().to(device), inside.to(device))
         return self._split[key]
