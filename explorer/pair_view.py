@@ -16,9 +16,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
@@ -28,6 +30,8 @@ from corpus_index.figure import Placement, link_geometry, placement
 LINK, DIGITS = "link", "digits"  # trace metas: what a trace shows
 VIEW_WIDTH = 950  # about the width of the view on a laptop screen: sets the default height (no blank bands)
 MIN_HEIGHT, MAX_HEIGHT = 360, 820
+LEVELS = 8  # strength levels of the links drawn (each a trace per sign)
+CLICK_SPACING = 32  # screen pixels between a link's clickable points (plotly's hover distance is 20)
 CROP_HEIGHT = 240  # patches are enlarged to at least this height on screen: a digit becomes readable
 Digit = tuple[int, float, float, float, float]  # (value, x0, y0, x1, y1) on a scan
 
@@ -59,8 +63,9 @@ def _rgba(colour, alpha: float) -> str:
 
 def pair_figure(originals: Sequence[Image.Image], table: pd.DataFrame, digits: Sequence[Sequence[Digit]] = (),
                 height: int | None = None, mark: str | None = None) -> go.Figure:
-    """The pair view: two image traces, one line trace per row of ``table`` (meta ``"link"``, strongest last so
-    it lies on top), and with ``digits`` one box trace and one label trace (meta ``"digits"``).
+    """The pair view: two image traces, the rows of ``table`` as links (meta ``"link"``, a trace per sign and
+    strength level, strongest last so it lies on top), and with ``digits`` one box trace and one label trace
+    (meta ``"digits"``).
 
     Parameters
     ----------
@@ -79,18 +84,12 @@ def pair_figure(originals: Sequence[Image.Image], table: pd.DataFrame, digits: S
     where = placement([image.size for image in originals])
     traces = [{"type": "image", "source": data_uri(image), "x0": left, "y0": 0, "dx": scale, "dy": scale,
                "hoverinfo": "skip"} for image, scale, left in zip(originals, where.scales, where.lefts, strict=True)]
-    for curve in link_geometry(table, where)[::-1]:
-        ends = [9] + [0] * (len(curve["x"]) - 2) + [9]  # dots at both ends: something to click on
-        traces.append({
-            "type": "scatter", "x": list(curve["x"]), "y": list(curve["y"]), "mode": "lines+markers", "meta": LINK,
-            "customdata": [curve["rank"]] * len(ends),
-            "line": {"color": _rgba(curve["colour"], max(curve["weight"], 0.15)), "width": 1 + 3 * curve["weight"]},
-            "marker": {"size": ends, "color": _rgba(curve["colour"], 0.9)}, "showlegend": False,
-            "hovertemplate": f"pair {curve['rank']}: relevance {curve['relevance']:.3g}<extra></extra>"})
+    traces += _link_traces(link_geometry(table, where), VIEW_WIDTH / where.width)
     if digits:
         traces += _digit_traces(digits, where)
     if height is None:
-        arches = -min([0.0, *(float(min(trace["y"])) for trace in traces if trace.get("meta") == LINK)])
+        arches = -min([0.0, *(float(min(y for y in trace["y"] if y is not None)) for trace in traces
+                              if trace.get("meta") == LINK)])
         height = round(min(MAX_HEIGHT, max(MIN_HEIGHT, VIEW_WIDTH * (where.height + arches) / where.width)))
     # uirevision: a re-draw (another link chosen, fewer pairs) keeps the user's zoom
     layout = {"height": height, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "dragmode": "zoom",
@@ -104,6 +103,49 @@ def pair_figure(originals: Sequence[Image.Image], table: pd.DataFrame, digits: S
     # Built from plain dicts without plotly's per-property validation (the keys above are fixed and tested):
     # validating ~30 traces costs more than the rest of a re-draw.
     return go.Figure(data=traces, layout=layout, _validate=False)
+
+
+def _link_traces(curves: list[dict], screen_scale: float) -> list[dict]:
+    """The links as a few line traces, one per sign and strength level (:data:`LEVELS`), weakest first so the
+    strongest lie on top; within a trace the links are separated by gaps and carry ``[rank, relevance]`` per point.
+
+    The browser draws a marker for every point, even an invisible one, and plotly sets up every trace anew on a
+    re-draw: both cost it more than the rest of the page. So a level's links share a trace (its colour and width;
+    :data:`LEVELS` steps look the same as exact ones), and each link keeps only the points a click needs (one
+    every :data:`CLICK_SPACING` screen pixels at the default zoom; a spline through them keeps the curve smooth).
+    """
+    levels: dict[tuple, list[dict]] = {}
+    for curve in curves[::-1]:  # weakest first: within a level too, the stronger links are drawn later
+        level = max(1, math.ceil(curve["weight"] * LEVELS - 1e-9))
+        levels.setdefault((level, curve["colour"]), []).append(curve)
+    traces = []
+    for (level, colour), members in sorted(levels.items(), key=lambda item: item[0][0]):
+        weight = level / LEVELS
+        xs, ys, data, sizes = [], [], [], []
+        for curve in members:
+            x, y = _click_points(curve["x"], curve["y"], screen_scale)
+            xs += [*x, None]
+            ys += [*y, None]
+            data += [[curve["rank"], curve["relevance"]]] * len(x) + [None]
+            sizes += [9] + [0] * (len(x) - 2) + [9, 0]  # dots at both ends: something to click on
+        traces.append({
+            "type": "scatter", "x": xs, "y": ys, "mode": "lines+markers", "meta": LINK, "customdata": data,
+            "line": {"color": _rgba(colour, max(weight, 0.15)), "width": 1 + 3 * weight, "shape": "spline"},
+            "marker": {"size": sizes, "color": _rgba(colour, 0.9)}, "showlegend": False,
+            "hovertemplate": "pair %{customdata[0]}: relevance %{customdata[1]:.3g}<extra></extra>"})
+    return traces
+
+
+def _click_points(x, y, screen_scale: float) -> tuple[list[float], list[float]]:
+    """Points along a sampled curve, evenly spaced by length, at most :data:`CLICK_SPACING` screen pixels apart
+    (at least 3): a click on the line is then near a point, which is what plotly selects."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    along = np.concatenate([[0.0], np.cumsum(np.hypot(np.diff(x), np.diff(y)))])
+    count = max(3, math.ceil(along[-1] * screen_scale / CLICK_SPACING) + 1)
+    if along[-1] == 0:  # both ends at one place
+        return [float(x[0])] * count, [float(y[0])] * count
+    at = np.linspace(0.0, along[-1], count)
+    return np.interp(at, along, x).tolist(), np.interp(at, along, y).tolist()
 
 
 def _digit_traces(digits: Sequence[Sequence[Digit]], where: Placement) -> list[dict]:
@@ -125,8 +167,18 @@ def _digit_traces(digits: Sequence[Sequence[Digit]], where: Placement) -> list[d
 
 
 def link_traces(figure: go.Figure) -> list:
-    """The figure's link traces (one per patch pair drawn)."""
+    """The figure's link traces (each holds the links of one sign and strength level)."""
     return [trace for trace in figure.data if trace.meta == LINK]
+
+
+def drawn_ranks(figure: go.Figure) -> list[int]:
+    """The ranks of the patch pairs drawn, in drawing order (the last lies on top)."""
+    ranks = []
+    for trace in link_traces(figure):
+        for point in trace.customdata:
+            if point is not None and (not ranks or ranks[-1] != point[0]):
+                ranks.append(int(point[0]))
+    return ranks
 
 
 def chosen_rank(figure: go.Figure, points: Sequence[dict]) -> int | None:
@@ -135,9 +187,12 @@ def chosen_rank(figure: go.Figure, points: Sequence[dict]) -> int | None:
         if point.get("customdata") is not None:
             value = point["customdata"]
             return int(value[0] if isinstance(value, list | tuple) else value)
-        number = point.get("curve_number")
-        if number is not None and number < len(figure.data) and figure.data[number].meta == LINK:
-            return int(figure.data[number].customdata[0])
+        number, index = point.get("curve_number"), point.get("point_index", point.get("point_number"))
+        if number is not None and index is not None and number < len(figure.data) \
+                and figure.data[number].meta == LINK and index < len(figure.data[number].customdata):
+            picked = figure.data[number].customdata[index]
+            if picked is not None:
+                return int(picked[0])
     return None
 
 

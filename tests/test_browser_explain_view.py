@@ -22,8 +22,10 @@ X_RANGE_JS = ("() => { const plot = document.querySelector('[data-testid=\"stPlo
 
 LINK_MIDDLE_JS = """(rank) => {
   const plot = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-  const trace = plot._fullData.find(t => t.meta === 'link' && t.customdata[0] === rank);
-  const middle = Math.floor(trace.x.length / 2);
+  const mine = (t, i) => t.customdata[i] && t.customdata[i][0] === rank;
+  const trace = plot._fullData.find(t => t.meta === 'link' && t.customdata.some((_, i) => mine(t, i)));
+  const points = trace.customdata.map((_, i) => i).filter(i => mine(trace, i));  // the link's points
+  const middle = points[Math.floor(points.length / 2)];
   const drag = plot.querySelector('.nsewdrag').getBoundingClientRect();
   const layout = plot._fullLayout;
   return [drag.left + layout.xaxis.d2p(trace.x[middle]), drag.top + layout.yaxis.d2p(trace.y[middle])];

@@ -4,17 +4,23 @@ import base64
 import io
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import torch
 from PIL import Image, ImageDraw
 
+from corpus_index.figure import placement
 from explorer.pair_view import (
+    CLICK_SPACING,
     CROP_HEIGHT,
     DIGITS,
+    LEVELS,
+    VIEW_WIDTH,
     chosen_rank,
     data_uri,
     detected_digits,
     digits_in_patches,
+    drawn_ranks,
     link_traces,
     pair_figure,
     patch_crops,
@@ -22,29 +28,78 @@ from explorer.pair_view import (
 from tests.test_figure import pairs_table, scans
 
 
-def test_one_link_trace_per_pair_and_the_scans_at_their_own_size():
+def test_every_pair_drawn_once_strongest_on_top_and_the_scans_at_their_own_size():
     originals = scans()
     table = pairs_table()
     figure = pair_figure(originals, table)
-    links = link_traces(figure)
-    assert len(links) == len(table)
+    assert drawn_ranks(figure) == [2, 1]  # each pair once, the strongest drawn last (on top)
     images = [trace for trace in figure.data if trace.type == "image"]
     assert len(images) == 2
     for trace, original in zip(images, originals, strict=True):
         shown = Image.open(io.BytesIO(base64.b64decode(trace.source.split(",")[1])))
         assert shown.size == original.size  # sent at full resolution: zoom reveals the scan's own pixels
     assert images[0].dx == 1 and images[1].dx == 2  # the shorter scan is scaled to the taller one's height
-    assert links[-1].customdata[0] == 1  # the strongest pair is drawn last, on top
-    assert len(link_traces(pair_figure(originals, table.head(1)))) == 1
+    assert drawn_ranks(pair_figure(originals, table.head(1))) == [1]
     assert not [t for t in figure.data if t.meta == DIGITS]
+
+
+def many_pairs(count: int, rng) -> pd.DataFrame:
+    """``count`` random patch pairs on :func:`scans` (16-px squares on A, 8-px on B), strongest first."""
+    x1, y1 = rng.integers(0, 184, count), rng.integers(0, 284, count)
+    x2, y2 = rng.integers(0, 112, count), rng.integers(0, 142, count)
+    relevance = np.sort(rng.uniform(0.01, 1.0, count))[::-1] * rng.choice([-1.0, 1.0], count)
+    return pd.DataFrame({"rank": np.arange(1, count + 1), "relevance": relevance, "orig1_x0": x1, "orig1_y0": y1,
+                         "orig1_x1": x1 + 16, "orig1_y1": y1 + 16, "orig2_x0": x2, "orig2_y0": y2,
+                         "orig2_x1": x2 + 8, "orig2_y1": y2 + 8})
+
+
+def test_links_share_a_trace_per_sign_and_level_and_keep_their_own_points_and_colour():
+    table = many_pairs(60, np.random.default_rng(1))
+    figure = pair_figure(scans(), table)
+    links = link_traces(figure)
+    assert len(links) <= 2 * LEVELS  # a trace per sign and strength level, however many pairs are drawn
+    assert sorted(drawn_ranks(figure)) == list(range(1, 61))
+    strongest = abs(table["relevance"]).max()
+    for trace in links:
+        gaps = [i for i, x in enumerate(trace.x) if x is None]
+        starts = [0] + [g + 1 for g in gaps[:-1]]
+        assert gaps[-1] == len(trace.x) - 1 and all(y is None for y in (trace.y[g] for g in gaps))
+        for start, gap in zip(starts, gaps, strict=True):
+            ranks = {trace.customdata[i][0] for i in range(start, gap)}
+            assert len(ranks) == 1  # a link's points name its pair (what a click on any of them chooses)
+            row = table[table["rank"] == ranks.pop()].iloc[0]
+            assert all(trace.customdata[i][1] == row["relevance"] for i in range(start, gap))
+            level = trace.line.width  # the link's width and colour follow its sign and strength (to 1/LEVELS)
+            assert abs((level - 1) / 3 - abs(row["relevance"]) / strongest) <= 1 / LEVELS + 1e-9
+            assert trace.line.color.startswith("rgba(220,20,20," if row["relevance"] > 0 else "rgba(20,70,230,")
+            assert gap - start >= 3 and trace.marker.size[start] == 9 and trace.marker.size[gap - 1] == 9
+
+
+def test_a_link_keeps_a_clickable_point_every_few_screen_pixels():
+    originals = scans()
+    figure = pair_figure(originals, many_pairs(20, np.random.default_rng(2)))
+    where = placement([image.size for image in originals])
+    screen = VIEW_WIDTH / where.width  # screen pixels per picture pixel at the default zoom
+    for trace in link_traces(figure):
+        points = np.array([(np.nan, np.nan) if x is None else (x, y) for x, y in zip(trace.x, trace.y, strict=True)])
+        for link in np.split(points, np.flatnonzero(np.isnan(points[:, 0]))):
+            link = link[~np.isnan(link[:, 0])]
+            if not len(link):
+                continue
+            steps = np.hypot(*np.diff(link, axis=0).T) * screen
+            assert steps.max() <= CLICK_SPACING + 1e-6  # a click on the line lands within plotly's reach of a point
+            assert len(link) == 3 or steps.mean() > CLICK_SPACING / 2  # and no more points than that needs
 
 
 def test_a_click_on_a_link_names_its_pair():
     figure = pair_figure(scans(), pairs_table())
     weakest = figure.data.index(link_traces(figure)[0])
-    assert chosen_rank(figure, [{"curve_number": weakest, "point_number": 3}]) == 2
-    assert chosen_rank(figure, [{"curve_number": weakest, "customdata": [2]}]) == 2
-    assert chosen_rank(figure, [{"curve_number": 0}]) is None  # a click on a scan chooses nothing
+    assert chosen_rank(figure, [{"curve_number": weakest, "point_index": 1}]) == 2
+    assert chosen_rank(figure, [{"curve_number": weakest, "point_number": 0}]) == 2
+    assert chosen_rank(figure, [{"curve_number": weakest, "customdata": [2, -1.0]}]) == 2
+    assert chosen_rank(figure, [{"curve_number": 0, "point_index": 5}]) is None  # a click on a scan: nothing
+    gap = list(figure.data[weakest].x).index(None)
+    assert chosen_rank(figure, [{"curve_number": weakest, "point_index": gap}]) is None
     assert chosen_rank(figure, []) is None
 
 
