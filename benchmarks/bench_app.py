@@ -171,7 +171,7 @@ def switch_pair(page, pair: tuple[int, int], progress: str | None = None) -> tup
 #: [explanation shown and the app idle, progress label shown]: the body's text is read only when the app is idle
 #: (reading it forces a layout; while the server computes, the browser must not take the CPU it needs).
 POLL_JS = (f"(args) => {{ const idle = ({IDLE_JS})(); "
-           "const progress = Array.from(document.querySelectorAll('summary')).some("
+           "const progress = Array.from(document.querySelectorAll('[data-testid=\"stProgress\"]')).some("
            "s => s.textContent.includes(args.progress)); "
            "const text = idle ? document.body.innerText : ''; "
            "return [idle && text.includes(args.first) && text.includes('Share explained'), progress]; }")

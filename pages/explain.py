@@ -152,17 +152,19 @@ def explanation_view() -> None:
     links.write(model=model, gamma=parse_gamma(gamma_text), patch=pool)
     remember_url()
     with view, errors.shown("Explaining the pair"):
-        explanation, originals, pool = explained(model, gamma_text, pool, default)
+        explanation, originals, pool, slot = explained(model, gamma_text, pool, default)
         digits = ()
         if digits_shown:
             upload_bytes = st.session_state["upload_query"] if upload else None
             digits = (digits_of(root, model, None if upload else pair[0], upload_bytes),
                       digits_of(root, model, pair[1]))
-        show(explanation, originals, model, gamma_text, pool, top, threshold, sign, digits)
+        with slot.container():
+            show(explanation, originals, model, gamma_text, pool, top, threshold, sign, digits)
 
 
 def explained(model: str, gamma_text: str, pool: int, default: int):
-    """The explanation (computing missing factors with progress), the two scans, and the patch size used."""
+    """The explanation (computing missing factors with progress), the two scans, the patch size used, and the
+    place (an ``st.empty``) to draw the explanation in."""
     gamma = parse_gamma(gamma_text)
     shapes = [data.input_shape(root, model, pair[1])] * 2 if upload else [
         data.input_shape(root, model, pair[0]), data.input_shape(root, model, pair[1])]
@@ -172,20 +174,22 @@ def explained(model: str, gamma_text: str, pool: int, default: int):
         st.info(f"These pages are large: {pool}-px squares would give too many pairs to show, so the explanation "
                 f"uses {fits}-px squares.")
         pool = fits
+    slot = st.empty()  # where the explanation is drawn (in its place, the progress while factors are computed)
     if upload:
-        with st.spinner("Computing the explanation of the uploaded scan …"):
-            explanation = data.explain_upload(root, model, st.session_state["upload_query"], pair[1], gamma_text,
-                                              pool)
-        return explanation, [data.load_upload(st.session_state["upload_query"]), data.image(root, pair[1])], pool
+        slot.info("Computing the explanation of the uploaded scan …", icon=":material/hourglass_top:")
+        explanation = data.explain_upload(root, model, st.session_state["upload_query"], pair[1], gamma_text, pool)
+        return explanation, [data.load_upload(st.session_state["upload_query"]), data.image(root, pair[1])], pool, slot
     missing = data.missing_factors(model, pair, gamma, pool)
     if missing:
-        holder = st.empty()  # the progress display goes away once the factors are cached
-        with holder.status(f"Computing BiLRP factors of {len(missing)} page(s) for {model_label(model)} "
-                           f"(first time for this γ and patch size; cached afterwards) …", expanded=True):
-            data.compute_factors(model, pair, gamma, pool, progress_bar("starting …"))
-        holder.empty()
+        # One element in the explanation's place: the previous pair's view, table and forms leave the page at
+        # once instead of staying (faded) until the run ends — a software-rendered browser redraws them on every
+        # frame, taking the CPU the factors need.
+        bar = progress_bar(f"Computing BiLRP factors of {len(missing)} page(s) for {model_label(model)} (first "
+                           "time for this γ and patch size; cached afterwards) …", slot,
+                           label=f"Computing BiLRP factors for {model_label(model)} (cached afterwards)")
+        data.compute_factors(model, pair, gamma, pool, bar)
     explanation = data.explain(model, pair[0], pair[1], gamma, pool)
-    return explanation, [data.image(root, pair[0]), data.image(root, pair[1])], pool
+    return explanation, [data.image(root, pair[0]), data.image(root, pair[1])], pool, slot
 
 
 def numbers(explanation) -> None:
