@@ -12,8 +12,9 @@ corpus facade (:meth:`corpus_index.corpus.Corpus.precompute_factors`), so the cl
   is finished (its factors are cached, useful later).
 - Failures (an unreadable scan, a deleted item) are recorded per item and shown as "failed", never raised; a new
   request for the item tries again.
-- Pages come first: while a page runs (:func:`page_running`, entered by the shell around every page), the worker
-  pauses between batches of its backward pass, so the page a user waits for gets both cores.
+- Pages come first: while a page runs (:func:`page_running`, entered by the shell around every page) and for
+  :data:`AFTER_PAGE_S` after, the worker pauses between batches of its backward pass, so the page a user waits
+  for gets both cores, and so does a browser drawing it on the same machine.
 
 The worker needs no Streamlit; :func:`show_readiness` is the Neighbours page's caption of one pair.
 """
@@ -45,6 +46,9 @@ REFRESH_S = 2.0
 READINESS_REUSE_S = 1.0
 #: Longest pause (seconds) of the worker for running pages: a page that never ends must not stop the prefetch.
 MAX_PAUSE_S = 30.0
+#: Seconds the worker still waits after a page run ends: the browser is drawing what the run sent (a browser on
+#: the server's machine needs its cores; Chromium takes about a second for the Explain page here).
+AFTER_PAGE_S = 1.5
 #: What a neighbour card says about its pair's explanation.
 LABELS = {READY: ":material/check: explanation ready", QUEUED: "preparing the explanation …",
           COMPUTING: "preparing the explanation …", FAILED: "explanation could not be prepared in advance",
@@ -84,10 +88,13 @@ class Prefetcher:
     ----------
     max_pending : int
         Items a request queues at most; the rest are not prefetched (their readiness is "missing").
+    after_page : float
+        Seconds the worker keeps pausing after a page run ends (:data:`AFTER_PAGE_S`).
     """
 
-    def __init__(self, max_pending: int = MAX_PENDING):
+    def __init__(self, max_pending: int = MAX_PENDING, after_page: float = AFTER_PAGE_S):
         self.max_pending = max_pending
+        self.after_page = after_page
         self._lock = threading.Condition()
         self._pending: deque[Job] = deque()
         self._request: tuple | None = None  # what the pending work was asked for
@@ -99,6 +106,7 @@ class Prefetcher:
         self._changes = 0  # requests, take-overs and finished jobs so far: readiness changes only with them
         self._recent: dict[tuple, tuple[int, float, dict[int, str]]] = {}  # pair_readiness reuse
         self._pages = 0  # page runs in progress: the worker waits for them between batches
+        self._page_ended = -float("inf")  # when the last page run ended (time.monotonic)
 
     def _jobs(self, corpus, model_key: str, item_ids: Iterable[int], gamma, pool) -> list[Job]:
         key = canonical_key(model_key)
@@ -192,7 +200,8 @@ class Prefetcher:
 
     @contextlib.contextmanager
     def page_running(self):
-        """While this context is open (a page's script run), the worker pauses at its next batch."""
+        """While this context is open (a page's script run) and ``after_page`` seconds after, the worker pauses at
+        its next batch."""
         with self._lock:
             self._pages += 1
         try:
@@ -200,14 +209,20 @@ class Prefetcher:
         finally:
             with self._lock:
                 self._pages -= 1
+                self._page_ended = time.monotonic()
                 self._lock.notify_all()
 
     def _yield_to_pages(self, *_progress) -> None:
-        """The worker's progress callback: wait (at most :data:`MAX_PAUSE_S`) while a page runs."""
+        """The worker's progress callback: wait (at most :data:`MAX_PAUSE_S`) while a page runs and until
+        ``after_page`` seconds have passed since the last one ended."""
         deadline = time.monotonic() + MAX_PAUSE_S
         with self._lock:
-            while self._pages and not self._stopping and (left := deadline - time.monotonic()) > 0:
-                self._lock.wait(left)
+            while not self._stopping:
+                now = time.monotonic()
+                quiet = self._page_ended + self.after_page - now
+                if now >= deadline or (not self._pages and quiet <= 0):
+                    return
+                self._lock.wait(deadline - now if self._pages else min(quiet, deadline - now))
 
     def failures(self) -> dict[tuple, str]:
         """Why items failed: (root, model key, γ id, pool, item id) -> reason."""

@@ -1,6 +1,7 @@
 """The prefetch worker: computes missing factors in the background, cancels on a new query, records failures."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -77,15 +78,18 @@ def test_a_pages_pair_readiness_is_reused_until_something_changes(corpus, monkey
     assert worker.pair_readiness(corpus, SMALL_VGG_KEY, 1, [2, 3]) == {2: READY, 3: READY} and len(looked) == 2
 
 
-def test_the_worker_waits_while_a_page_runs(corpus):
-    worker = Prefetcher()
+def test_the_worker_waits_while_a_page_runs_and_while_the_browser_draws_it(corpus):
+    worker = Prefetcher(after_page=2.0)
     gate = Gate(corpus)
     gate.released.set()  # no hold inside the computation: only the page holds the worker
     with worker.page_running():
         worker.request(corpus, SMALL_VGG_KEY, [1, 2])
         assert not gate.entered.wait(1.0)  # a page is running: nothing is computed meanwhile
         assert worker.readiness(corpus, SMALL_VGG_KEY, [1, 2]) == {1: COMPUTING, 2: QUEUED}
-    assert gate.entered.wait(TIMEOUT) and worker.wait_idle(TIMEOUT)  # the page ended: the work goes on
+    ended = time.monotonic()
+    assert not gate.entered.wait(0.5)  # the run is over, but its page is still being drawn
+    assert gate.entered.wait(TIMEOUT) and worker.wait_idle(TIMEOUT)  # then the work goes on
+    assert time.monotonic() - ended >= 2.0
     assert worker.readiness(corpus, SMALL_VGG_KEY, [1, 2]) == {1: READY, 2: READY}
 
 
