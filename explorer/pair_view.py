@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 from corpus_index.figure import Placement, link_geometry, placement
 
-LINK, DIGITS = "link", "digits"  # trace metas: what a trace shows
+LINK, ENDS, DIGITS = "link", "link ends", "digits"  # trace metas: what a trace shows
 VIEW_WIDTH = 950  # about the width of the view on a laptop screen: sets the default height (no blank bands)
 MIN_HEIGHT, MAX_HEIGHT = 360, 820
 LEVELS = 8  # strength levels of the links drawn (each a trace per sign)
@@ -64,8 +64,8 @@ def _rgba(colour, alpha: float) -> str:
 def pair_figure(originals: Sequence[Image.Image], table: pd.DataFrame, digits: Sequence[Sequence[Digit]] = (),
                 height: int | None = None, mark: str | None = None) -> go.Figure:
     """The pair view: two image traces, the rows of ``table`` as links (meta ``"link"``, a trace per sign and
-    strength level, strongest last so it lies on top), and with ``digits`` one box trace and one label trace
-    (meta ``"digits"``).
+    strength level, strongest last so it lies on top) with dots at their ends (meta ``"link ends"``), and with
+    ``digits`` one box trace and one label trace (meta ``"digits"``).
 
     Parameters
     ----------
@@ -107,32 +107,43 @@ def pair_figure(originals: Sequence[Image.Image], table: pd.DataFrame, digits: S
 
 def _link_traces(curves: list[dict], screen_scale: float) -> list[dict]:
     """The links as a few line traces, one per sign and strength level (:data:`LEVELS`), weakest first so the
-    strongest lie on top; within a trace the links are separated by gaps and carry ``[rank, relevance]`` per point.
+    strongest lie on top, then one trace of dots at their ends (meta ``"link ends"``); every point carries
+    ``[rank, relevance]`` and within a line trace the links are separated by gaps.
 
-    The browser draws a marker for every point, even an invisible one, and plotly sets up every trace anew on a
-    re-draw: both cost it more than the rest of the page. So a level's links share a trace (its colour and width;
-    :data:`LEVELS` steps look the same as exact ones), and each link keeps only the points a click needs (one
-    every :data:`CLICK_SPACING` screen pixels at the default zoom; a spline through them keeps the curve smooth).
+    A software-rendered browser spends more on plotly's set-up of each trace and on each drawn marker than on the
+    rest of the page. So a level's links share a trace (:data:`LEVELS` steps of colour and width look the same as
+    exact ones), and the lines draw no markers: plotly lets a click select only a trace with markers, so theirs
+    are transparent and at most one is drawn (``maxdisplayed``), while the points a click needs, one every
+    :data:`CLICK_SPACING` screen pixels at the default zoom, stay in the data (a spline through them keeps the
+    curve smooth).
     """
     levels: dict[tuple, list[dict]] = {}
     for curve in curves[::-1]:  # weakest first: within a level too, the stronger links are drawn later
         level = max(1, math.ceil(curve["weight"] * LEVELS - 1e-9))
         levels.setdefault((level, curve["colour"]), []).append(curve)
-    traces = []
+    hover = "pair %{customdata[0]}: relevance %{customdata[1]:.3g}<extra></extra>"
+    traces, ends = [], {"x": [], "y": [], "customdata": [], "color": []}
     for (level, colour), members in sorted(levels.items(), key=lambda item: item[0][0]):
         weight = level / LEVELS
-        xs, ys, data, sizes = [], [], [], []
+        xs, ys, data = [], [], []
         for curve in members:
             x, y = _click_points(curve["x"], curve["y"], screen_scale)
             xs += [*x, None]
             ys += [*y, None]
             data += [[curve["rank"], curve["relevance"]]] * len(x) + [None]
-            sizes += [9] + [0] * (len(x) - 2) + [9, 0]  # dots at both ends: something to click on
+            ends["x"] += [x[0], x[-1]]
+            ends["y"] += [y[0], y[-1]]
+            ends["customdata"] += [[curve["rank"], curve["relevance"]]] * 2
+            ends["color"] += [_rgba(colour, 0.9)] * 2
         traces.append({
             "type": "scatter", "x": xs, "y": ys, "mode": "lines+markers", "meta": LINK, "customdata": data,
             "line": {"color": _rgba(colour, max(weight, 0.15)), "width": 1 + 3 * weight, "shape": "spline"},
-            "marker": {"size": sizes, "color": _rgba(colour, 0.9)}, "showlegend": False,
-            "hovertemplate": "pair %{customdata[0]}: relevance %{customdata[1]:.3g}<extra></extra>"})
+            "marker": {"size": 1, "color": "rgba(0,0,0,0)", "maxdisplayed": 1}, "showlegend": False,
+            "hovertemplate": hover})
+    if ends["x"]:
+        traces.append({"type": "scatter", "x": ends["x"], "y": ends["y"], "mode": "markers", "meta": ENDS,
+                       "customdata": ends["customdata"], "marker": {"size": 9, "color": ends["color"]},
+                       "showlegend": False, "hovertemplate": hover})
     return traces
 
 
@@ -189,7 +200,7 @@ def chosen_rank(figure: go.Figure, points: Sequence[dict]) -> int | None:
             return int(value[0] if isinstance(value, list | tuple) else value)
         number, index = point.get("curve_number"), point.get("point_index", point.get("point_number"))
         if number is not None and index is not None and number < len(figure.data) \
-                and figure.data[number].meta == LINK and index < len(figure.data[number].customdata):
+                and figure.data[number].meta in (LINK, ENDS) and index < len(figure.data[number].customdata):
             picked = figure.data[number].customdata[index]
             if picked is not None:
                 return int(picked[0])

@@ -14,6 +14,7 @@ from explorer.pair_view import (
     CLICK_SPACING,
     CROP_HEIGHT,
     DIGITS,
+    ENDS,
     LEVELS,
     VIEW_WIDTH,
     chosen_rank,
@@ -72,7 +73,15 @@ def test_links_share_a_trace_per_sign_and_level_and_keep_their_own_points_and_co
             level = trace.line.width  # the link's width and colour follow its sign and strength (to 1/LEVELS)
             assert abs((level - 1) / 3 - abs(row["relevance"]) / strongest) <= 1 / LEVELS + 1e-9
             assert trace.line.color.startswith("rgba(220,20,20," if row["relevance"] > 0 else "rgba(20,70,230,")
-            assert gap - start >= 3 and trace.marker.size[start] == 9 and trace.marker.size[gap - 1] == 9
+            assert gap - start >= 3
+    dots = [t for t in figure.data if t.meta == ENDS]
+    assert len(dots) == 1 and dots[0].marker.size == 9
+    for rank, relevance in {tuple(point) for point in dots[0].customdata}:  # two dots a link, in its colour
+        at = [i for i, point in enumerate(dots[0].customdata) if point[0] == rank]
+        assert len(at) == 2 and all(dots[0].customdata[i][1] == relevance for i in at)
+        assert all(dots[0].marker.color[i].startswith("rgba(220,20,20," if relevance > 0 else "rgba(20,70,230,")
+                   for i in at)
+    assert sorted(dots[0].customdata[i][0] for i in range(0, len(dots[0].x), 2)) == list(range(1, 61))
 
 
 def test_a_link_keeps_a_clickable_point_every_few_screen_pixels():
@@ -97,6 +106,8 @@ def test_a_click_on_a_link_names_its_pair():
     assert chosen_rank(figure, [{"curve_number": weakest, "point_index": 1}]) == 2
     assert chosen_rank(figure, [{"curve_number": weakest, "point_number": 0}]) == 2
     assert chosen_rank(figure, [{"curve_number": weakest, "customdata": [2, -1.0]}]) == 2
+    dots = next(i for i, t in enumerate(figure.data) if t.meta == ENDS)
+    assert chosen_rank(figure, [{"curve_number": dots, "point_index": 3}]) == 1  # the strongest link's end
     assert chosen_rank(figure, [{"curve_number": 0, "point_index": 5}]) is None  # a click on a scan: nothing
     gap = list(figure.data[weakest].x).index(None)
     assert chosen_rank(figure, [{"curve_number": weakest, "point_index": gap}]) is None
