@@ -38,7 +38,8 @@ from tests.browser_helpers import CHROMIUM, IDLE_JS, launch_chromium, streamlit_
 
 TARGET_S = 1.0  # the neighbour list after a click
 TABLE_MODEL = "bigram"
-#: Issue 15's targets (seconds) for the keys of the result; ``meets_target`` compares each with its measurement.
+#: Targets (seconds) for the keys of the result, ``meets_target`` compares each with its measurement: issue 15's
+#: four, and this benchmark's own for the neighbour list (:data:`TARGET_S`).
 TARGETS = {"neighbours_after_click": 1.0, "cached_explanation": 1.0, "uncached_real_size_table_pair_s": 5.0,
            "uncached_explanation_s": 10.0, "click_through_with_prefetch": 2.0}
 REAL_SIZE_GROUP = 7  # a demo table group printed 1400 px tall once normalised (benchmarks/bench_windowed.py)

@@ -99,6 +99,12 @@ def link_geometry(table: pd.DataFrame, where: Placement, steps: int = 24) -> lis
     return curves
 
 
+def arch_height(curves: Sequence[dict]) -> float:
+    """How far the highest of :func:`link_geometry`'s curves rises above the scans (0 when none does), in
+    picture pixels: the room a figure of the pair leaves above them."""
+    return -min([0.0, *(float(np.min(c["y"])) for c in curves)])
+
+
 def side_by_side(originals: Sequence[Image.Image], where: Placement) -> Image.Image:
     """Both scans on one white canvas as :func:`placement` puts them (the shorter scaled up to the taller)."""
     canvas = Image.new("RGB", (round(where.width), round(where.height)), "white")
@@ -116,7 +122,7 @@ def pair_picture(originals: Sequence[Image.Image], table: pd.DataFrame, height: 
     where = placement([image.size for image in originals])
     curves = link_geometry(table, where)
     zoom = 1.0 if height is None else height / where.height
-    margin = max(0.0, -min([0.0, *(float(c["y"].min()) for c in curves)])) + 4
+    margin = arch_height(curves) + 4
     scans = side_by_side(originals, where)
     scans = scans.resize((max(1, round(scans.width * zoom)), max(1, round(scans.height * zoom))),
                          Image.Resampling.LANCZOS)
@@ -178,7 +184,7 @@ def pair_figure(originals: Sequence[Image.Image], table: pd.DataFrame, caption: 
 
     where = placement([image.size for image in originals])
     curves = link_geometry(table, where)
-    top = min([0.0, *(float(c["y"].min()) for c in curves)]) - 4
+    top = -arch_height(curves) - 4
     picture_height = where.height - top
     caption_inches = 0.22 * (1 + len(caption) // 150) + 0.2
     width = FIGURE_WIDTH_INCHES

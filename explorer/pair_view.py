@@ -25,7 +25,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
-from corpus_index.figure import Placement, link_geometry, placement
+from corpus_index.figure import Placement, arch_height, link_geometry, placement
 
 LINK, ENDS, DIGITS = "link", "link ends", "digits"  # trace metas: what a trace shows
 VIEW_WIDTH = 950  # about the width of the view on a laptop screen: sets the default height (no blank bands)
@@ -84,13 +84,13 @@ def pair_figure(originals: Sequence[Image.Image], table: pd.DataFrame, digits: S
     where = placement([image.size for image in originals])
     traces = [{"type": "image", "source": data_uri(image), "x0": left, "y0": 0, "dx": scale, "dy": scale,
                "hoverinfo": "skip"} for image, scale, left in zip(originals, where.scales, where.lefts, strict=True)]
-    traces += _link_traces(link_geometry(table, where), VIEW_WIDTH / where.width)
+    curves = link_geometry(table, where)
+    traces += _link_traces(curves, VIEW_WIDTH / where.width)
     if digits:
         traces += _digit_traces(digits, where)
     if height is None:
-        arches = -min([0.0, *(float(min(y for y in trace["y"] if y is not None)) for trace in traces
-                              if trace.get("meta") == LINK)])
-        height = round(min(MAX_HEIGHT, max(MIN_HEIGHT, VIEW_WIDTH * (where.height + arches) / where.width)))
+        height = round(min(MAX_HEIGHT, max(MIN_HEIGHT, VIEW_WIDTH * (where.height + arch_height(curves))
+                                                        / where.width)))
     # uirevision: a re-draw (another link chosen, fewer pairs) keeps the user's zoom
     layout = {"height": height, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "dragmode": "zoom",
               "plot_bgcolor": "white", "clickmode": "event+select", "uirevision": "pair",
@@ -180,16 +180,6 @@ def _digit_traces(digits: Sequence[Sequence[Digit]], where: Placement) -> list[d
 def link_traces(figure: go.Figure) -> list:
     """The figure's link traces (each holds the links of one sign and strength level)."""
     return [trace for trace in figure.data if trace.meta == LINK]
-
-
-def drawn_ranks(figure: go.Figure) -> list[int]:
-    """The ranks of the patch pairs drawn, in drawing order (the last lies on top)."""
-    ranks = []
-    for trace in link_traces(figure):
-        for point in trace.customdata:
-            if point is not None and (not ranks or ranks[-1] != point[0]):
-                ranks.append(int(point[0]))
-    return ranks
 
 
 def chosen_rank(figure: go.Figure, points: Sequence[dict]) -> int | None:

@@ -46,8 +46,8 @@ REFRESH_S = 2.0
 READINESS_REUSE_S = 1.0
 #: Longest pause (seconds) of the worker for running pages: a page that never ends must not stop the prefetch.
 MAX_PAUSE_S = 30.0
-#: Seconds the worker still waits after a page run ends: the browser is drawing what the run sent (a browser on
-#: the server's machine needs its cores; Chromium takes about a second for the Explain page here).
+#: Seconds the worker still waits after a page run ends, while the browser draws what the run sent (a browser on
+#: the server's machine needs its cores for that).
 AFTER_PAGE_S = 1.5
 #: What a neighbour card says about its pair's explanation.
 LABELS = {READY: ":material/check: explanation ready", QUEUED: "preparing the explanation …",

@@ -21,12 +21,21 @@ from explorer.pair_view import (
     data_uri,
     detected_digits,
     digits_in_patches,
-    drawn_ranks,
     link_traces,
     pair_figure,
     patch_crops,
 )
 from tests.test_figure import pairs_table, scans
+
+
+def drawn_ranks(figure) -> list[int]:
+    """The ranks of the patch pairs drawn, in drawing order (the last lies on top)."""
+    ranks = []
+    for trace in link_traces(figure):
+        for point in trace.customdata:
+            if point is not None and (not ranks or ranks[-1] != point[0]):
+                ranks.append(int(point[0]))
+    return ranks
 
 
 def test_every_pair_drawn_once_strongest_on_top_and_the_scans_at_their_own_size():
